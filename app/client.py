@@ -1,0 +1,142 @@
+"""A small HTTP client for the command line, on the standard library (fast to import).
+
+Uploads stream from disk: the multipart body is a file-like object that reads the model file in
+chunks, so pushing a 1 GB model never holds it in memory.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlencode, urlsplit
+
+from app.errors import ModelDepotError
+
+
+class ClientError(ModelDepotError):
+    """The server answered with an error, or could not be reached."""
+
+
+class MultipartFile(io.RawIOBase):
+    """A multipart/form-data body over fields and one file, readable in chunks."""
+
+    def __init__(self, fields: dict[str, str], file_field: str, path: Path, filename: str) -> None:
+        self.boundary = "modeldepot-" + secrets.token_hex(12)
+        head = b"".join(
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            + value.encode() + b"\r\n"
+            for name, value in fields.items()
+        )
+        safe_name = filename.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        head += (
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
+            f'filename="{safe_name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self.length = len(head) + path.stat().st_size + len(tail)
+        self._parts: Iterator[bytes] = self._chunks(head, path, tail)
+        self._buffer = b""
+
+    @staticmethod
+    def _chunks(head: bytes, path: Path, tail: bytes) -> Iterator[bytes]:
+        yield head
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+        yield tail
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            nxt = next(self._parts, None)
+            if nxt is None:
+                break
+            self._buffer += nxt
+        if size < 0:
+            size = len(self._buffer)
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+
+@dataclass
+class Client:
+    base_url: str
+    token: str | None = None
+    timeout: float = 600.0
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        body: BinaryIO | bytes | None = None,
+        headers: dict[str, str] | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
+        url = urlsplit(self.base_url)
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=self.timeout)
+        all_headers = {"Accept": "application/json", **(headers or {})}
+        if self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            all_headers["Content-Type"] = "application/json"
+        if query:
+            path += "?" + urlencode({k: v for k, v in query.items() if v is not None}, doseq=True)
+        try:
+            conn.request(method, path, body=body, headers=all_headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except OSError as exc:
+            raise ClientError(
+                f"Could not reach ModelDepot at {self.base_url} ({exc}). Is it running? "
+                "Start it with `modeldepot serve`."
+            ) from exc
+        finally:
+            conn.close()
+        content_type = response.getheader("Content-Type", "")
+        data = json.loads(raw) if raw and content_type.startswith("application/json") else raw
+        if response.status >= 400:
+            message = data.get("error") if isinstance(data, dict) else None
+            if isinstance(message, dict):
+                message = message.get("message")
+            error = ClientError(str(message or f"HTTP {response.status}"))
+            error.status = response.status
+            raise error
+        return data
+
+    def upload(self, model: str, path: Path, metadata: dict[str, Any]) -> Any:
+        body = MultipartFile({"metadata": json.dumps(metadata)}, "file", path, path.name)
+        return self.request(
+            "POST",
+            f"/api/v1/models/{quote(model, safe='')}/versions",
+            body=body,  # type: ignore[arg-type]
+            headers={"Content-Type": body.content_type, "Content-Length": str(body.length)},
+        )
+
+
+def read_server_file(path: Path) -> dict[str, Any] | None:
+    """The supervisor's discovery file (`server.json`), if a supervisor wrote one."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def env_token() -> str | None:
+    return os.environ.get("MODELDEPOT_TOKEN") or None

@@ -1,0 +1,247 @@
+"""Settings: one table drives resolution, validation, `--help` text and the docs.
+
+Precedence, highest first: command-line flag, environment variable `MODELDEPOT_<NAME>`,
+`config.toml` in the data dir, default. The supervisor resolves once and hands the result to its
+children as environment variables, so a child never re-reads a config file that may have changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.errors import BadRequest
+
+ENV_PREFIX = "MODELDEPOT_"
+AUTH_MODES = ("writes", "all", "none")
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _parse_size(value: str) -> int:
+    """Bytes, with an optional K/M/G suffix (powers of 1024): `2G`, `512M`, `1048576`."""
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    factor = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    number = text[:-1] if factor != 1 else text
+    size = int(float(number) * factor)
+    if size <= 0:
+        raise ValueError("must be positive")
+    return size
+
+
+def _parse_port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return port
+
+
+def _parse_auth(value: str) -> str:
+    if value not in AUTH_MODES:
+        raise ValueError(f"must be one of {', '.join(AUTH_MODES)}")
+    return value
+
+
+def _parse_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _default_home() -> str:
+    import platformdirs
+
+    return platformdirs.user_data_dir("modeldepot", appauthor=False)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("home", None, "Data dir: database, model files, token, logs.", str),
+    Setting("host", "127.0.0.1", "Address both servers bind to.", str),
+    Setting("allow_remote", False, "Permit a non-loopback host; forces auth=all.", _parse_bool),
+    Setting("registry_port", 8720, "Port of the registry (Flask).", _parse_port),
+    Setting("inference_port", 8721, "Port of the inference server (FastAPI).", _parse_port),
+    Setting("token", None, "API token; default: the token file in the data dir.", str),
+    Setting("auth", "writes", "Which requests need the token: writes, all, none.", _parse_auth),
+    Setting("allowed_hosts", (), "Extra Host header names to accept (comma list).", _parse_list),
+    Setting("max_upload_bytes", 2 << 30, "Largest accepted upload (e.g. 2G, 500M).", _parse_size),
+    Setting("registry_threads", 8, "Worker threads of the registry's WSGI server.", int),
+    Setting("log_level", "info", "debug, info, warning or error.", str),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where everything lives; all derived from the data dir."""
+
+    home: Path
+
+    @property
+    def database(self) -> Path:
+        return self.home / "modeldepot.db"
+
+    @property
+    def blobs(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def tmp(self) -> Path:
+        return self.home / "tmp"
+
+    @property
+    def token_file(self) -> Path:
+        return self.home / "token"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "config.toml"
+
+    @property
+    def server_file(self) -> Path:
+        return self.home / "server.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    host: str = "127.0.0.1"
+    allow_remote: bool = False
+    registry_port: int = 8720
+    inference_port: int = 8721
+    token: str | None = None
+    auth: str = "writes"
+    allowed_hosts: tuple[str, ...] = ()
+    max_upload_bytes: int = 2 << 30
+    registry_threads: int = 8
+    log_level: str = "info"
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(self.home)
+
+    @property
+    def effective_auth(self) -> str:
+        """Binding beyond loopback forces `all`: a network peer must never read unauthenticated."""
+        return self.auth if is_loopback_host(self.host) else "all"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """The resolved settings as environment variables, for child processes."""
+        env: dict[str, str] = {}
+        for setting in SETTINGS:
+            value = getattr(self, setting.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[setting.env_var] = str(value)
+        return env
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BadRequest(f"The config file {path} could not be read: {exc}.") from exc
+    unknown = sorted(set(data) - set(SETTINGS_BY_NAME) - {"home"})
+    if unknown:
+        raise BadRequest(f"Unknown setting(s) in {path}: {', '.join(unknown)}.")
+    return data
+
+
+def _convert(setting: Setting, raw: Any, origin: str) -> Any:
+    if isinstance(raw, list):
+        raw = ",".join(str(x) for x in raw)
+    try:
+        return setting.parse(str(raw) if not isinstance(raw, bool) else str(raw).lower())
+    except ValueError as exc:
+        raise BadRequest(f"Setting {setting.name} from {origin} is invalid: {exc}.") from exc
+
+
+def resolve(
+    flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Resolve every setting: flag > environment > config.toml > default."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    home_setting = SETTINGS_BY_NAME["home"]
+    if "home" in flags:
+        home, sources["home"] = str(flags["home"]), "flag"
+    elif home_setting.env_var in environ:
+        home, sources["home"] = environ[home_setting.env_var], "env"
+    else:
+        home, sources["home"] = _default_home(), "default"
+    home_path = Path(home).expanduser().resolve()
+    file_values = _read_config_file(Paths(home_path).config_file)
+
+    for setting in SETTINGS:
+        if setting.name == "home":
+            continue
+        if setting.name in flags:
+            raw, origin = flags[setting.name], "flag"
+            values[setting.name] = raw if not isinstance(raw, str) else _convert(setting, raw, origin)
+        elif setting.env_var in environ:
+            origin = "env"
+            values[setting.name] = _convert(setting, environ[setting.env_var], setting.env_var)
+        elif setting.name in file_values:
+            origin = "config.toml"
+            values[setting.name] = _convert(setting, file_values[setting.name], "config.toml")
+        else:
+            continue
+        sources[setting.name] = origin
+
+    settings = Settings(home=home_path, sources=sources, **values)
+    if not is_loopback_host(settings.host) and not settings.allow_remote:
+        raise BadRequest(
+            f"Refusing to bind to {settings.host}: it is not a loopback address. "
+            "Set allow_remote (flag --allow-remote or MODELDEPOT_ALLOW_REMOTE=true) to serve the "
+            "network; that forces auth=all."
+        )
+    return settings

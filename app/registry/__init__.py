@@ -1,0 +1,1 @@
+"""The registry: models, versions, aliases and tags over localhost REST (Flask on waitress)."""

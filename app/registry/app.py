@@ -1,0 +1,87 @@
+"""The registry's Flask app factory: security before routing, JSON errors for everything."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from app import __version__
+from app.config import Settings
+from app.errors import ModelDepotError
+from app.registry import models_api, versions_api
+from app.registry.api import json_response, openapi_document
+from app.registry.context import Registry
+from app.security import SecurityPolicy, load_or_create_token
+from app.store import Store
+
+log = logging.getLogger(__name__)
+PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json"})
+BLUEPRINTS = [models_api.api, versions_api.api]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def create_app(settings: Settings, store: Store | None = None) -> Flask:
+    """Build the registry. Tests pass their own settings with a temporary data dir."""
+    app = Flask("app.registry")
+    app.config["MAX_CONTENT_LENGTH"] = None  # uploads enforce their own limit while streaming
+    store = store or Store(settings.paths)
+    token = settings.token or load_or_create_token(settings.paths.token_file)
+    policy = SecurityPolicy(token, settings.effective_auth, settings.allowed_hosts)
+    app.extensions["modeldepot"] = Registry(settings, store, policy)
+
+    @app.before_request
+    def check_security() -> None:
+        policy.check(request.method, request.headers, public=request.path in PUBLIC_PATHS)
+
+    @app.after_request
+    def harden(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    @app.errorhandler(ModelDepotError)
+    def on_error(exc: ModelDepotError) -> Response:
+        return json_response(exc.to_dict(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        message = {
+            404: "No such route. The API lives under /api/v1; see /api/v1/openapi.json.",
+            405: f"Method {request.method} is not allowed on this route.",
+        }.get(status, exc.description or "The request could not be handled.")
+        return json_response({"error": {"code": code, "message": message}}, status)
+
+    @app.errorhandler(Exception)
+    def on_crash(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response(
+            {"error": {"code": "internal_error",
+                       "message": "The registry hit an internal error; its log has the details."}},
+            500,
+        )
+
+    @app.get("/api/v1/health")
+    def health() -> Response:
+        return json_response({"status": "ok", "version": __version__})
+
+    document = openapi_document("ModelDepot registry", __version__, BLUEPRINTS)
+
+    @app.get("/api/v1/openapi.json")
+    def openapi() -> Response:
+        return json_response(document)
+
+    for api in BLUEPRINTS:
+        app.register_blueprint(api.blueprint)
+    return app

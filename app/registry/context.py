@@ -1,0 +1,23 @@
+"""What every registry view needs, kept on the Flask app (no module-level globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from app.config import Settings
+from app.security import SecurityPolicy
+from app.store import Store
+
+
+@dataclass(frozen=True)
+class Registry:
+    settings: Settings
+    store: Store
+    policy: SecurityPolicy
+
+
+def registry() -> Registry:
+    reg: Registry = current_app.extensions["modeldepot"]
+    return reg

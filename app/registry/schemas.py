@@ -1,0 +1,122 @@
+"""Request and response bodies of the registry API, as Pydantic models.
+
+Requests forbid unknown fields (a typo must be a 422, not silently ignored). Responses are
+described here for the OpenAPI document; the views build them from store records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ModelCreate(Strict):
+    name: str = Field(description="Model name: [A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelPatch(Strict):
+    description: str | None = None
+    tags: dict[str, str] | None = Field(
+        default=None, description="Merged into the existing tags; an empty value deletes a key."
+    )
+
+
+class VersionMetadata(Strict):
+    """The optional `metadata` part of an upload."""
+
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    signature: dict[str, Any] | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    trust: bool = Field(
+        default=False,
+        description="Required (with the token) to accept a pickle or joblib file, which runs code "
+        "when loaded.",
+    )
+
+
+class VersionPatch(Strict):
+    description: str | None = None
+    tags: dict[str, str] | None = None
+
+
+class AliasPut(Strict):
+    version: int = Field(ge=1)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class Model(BaseModel):
+    name: str
+    description: str
+    tags: dict[str, str]
+    aliases: dict[str, int]
+    latest_version: int | None
+    version_count: int
+    created_at: str
+    updated_at: str
+
+
+class Version(BaseModel):
+    model: str
+    version: int
+    status: str = Field(description="pending, ready, failed or corrupt; only ready is served")
+    status_message: str
+    format: str
+    format_detail: str
+    sha256: str | None
+    size: int | None
+    signature: dict[str, Any] | None
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    tags: dict[str, str]
+    aliases: list[str]
+    description: str
+    source: str
+    imported_globals: list[str]
+    environment: dict[str, str]
+    warnings: list[str]
+    created_at: str
+    updated_at: str
+
+
+class ModelPage(BaseModel):
+    models: list[Model]
+    next_page_token: str | None
+
+
+class VersionPage(BaseModel):
+    versions: list[Version]
+    next_page_token: str | None
+
+
+class Deleted(BaseModel):
+    deleted: bool
+    freed_bytes: int
+
+
+class UploadForm(BaseModel):
+    """multipart/form-data: `file` (the model) and optional `metadata` (JSON, VersionMetadata)."""
+
+    file: bytes
+    metadata: VersionMetadata | None = None

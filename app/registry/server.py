@@ -1,0 +1,57 @@
+"""`modeldepot registry`: reconcile the data dir, then serve the Flask app on waitress."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from app.config import Settings
+from app.errors import ModelDepotError
+from app.store import Store
+from app.store.reconcile import reconcile
+
+log = logging.getLogger(__name__)
+
+
+class PortInUse(ModelDepotError):
+    code = "port_in_use"
+
+
+def bind_socket(host: str, port: int, setting: str) -> socket.socket:
+    """Bind before anything else starts, so a taken port is one clear error, never a silent move."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(
+            f"Port {port} on {host} is in use ({exc.strerror}). Stop what holds it, or choose "
+            f"another port with --{setting.replace('_', '-')} or MODELDEPOT_{setting.upper()}."
+        ) from exc
+    sock.listen(1024)
+    return sock
+
+
+def serve_registry(settings: Settings) -> None:
+    import waitress
+
+    from app.registry.app import create_app
+
+    sock = bind_socket(settings.host, settings.registry_port, "registry_port")
+    store = Store(settings.paths)
+    reconcile(store)
+    app = create_app(settings, store)
+    host, port = sock.getsockname()[:2]
+    log.info("registry listening on http://%s:%d (data dir %s)", host, port, settings.home)
+    waitress.serve(
+        app,
+        sockets=[sock],
+        threads=settings.registry_threads,
+        # Above our own limit, so the app (not waitress) answers 413 with a JSON body.
+        max_request_body_size=settings.max_upload_bytes + (64 << 20),
+        ident="modeldepot",
+        clear_untrusted_proxy_headers=True,
+        channel_timeout=300,
+    )

@@ -1,0 +1,119 @@
+"""Plain records the store hands out; `to_dict` gives the API's JSON shape."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    id: int
+    model: str
+    version: int
+    status: str
+    status_message: str
+    format: str
+    format_detail: str
+    sha256: str | None
+    size: int | None
+    signature: dict[str, Any] | None
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    description: str
+    source: str
+    imported_globals: list[str]
+    environment: dict[str, str]
+    warnings: list[str]
+    created_at: float
+    updated_at: float
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_row(
+        cls, row: sqlite3.Row, tags: dict[str, str], aliases: list[str]
+    ) -> VersionRecord:
+        return cls(
+            id=row["id"],
+            model=row["model_name"],
+            version=row["version"],
+            status=row["status"],
+            status_message=row["status_message"],
+            format=row["format"],
+            format_detail=row["format_detail"],
+            sha256=row["sha256"],
+            size=row["size"],
+            signature=json.loads(row["signature"]) if row["signature"] else None,
+            metrics=json.loads(row["metrics"]),
+            params=json.loads(row["params"]),
+            description=row["description"],
+            source=row["source"],
+            imported_globals=json.loads(row["imported_globals"]),
+            environment=json.loads(row["environment"]),
+            warnings=json.loads(row["warnings"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            tags=tags,
+            aliases=aliases,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "status": self.status,
+            "status_message": self.status_message,
+            "format": self.format,
+            "format_detail": self.format_detail,
+            "sha256": self.sha256,
+            "size": self.size,
+            "signature": self.signature,
+            "metrics": self.metrics,
+            "params": self.params,
+            "tags": self.tags,
+            "aliases": self.aliases,
+            "description": self.description,
+            "source": self.source,
+            "imported_globals": self.imported_globals,
+            "environment": self.environment,
+            "warnings": self.warnings,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: int
+    name: str
+    description: str
+    created_at: float
+    updated_at: float
+    tags: dict[str, str]
+    aliases: dict[str, int]
+    latest_version: int | None
+    version_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "tags": self.tags,
+            "aliases": self.aliases,
+            "latest_version": self.latest_version,
+            "version_count": self.version_count,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }
