@@ -1,0 +1,71 @@
+"""Turn a local pickle the user trusts into a skops file, when skops can represent it."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from app.errors import ModelDepotError
+from app.formats import policy
+
+_PROBE_ROWS = 3
+
+
+def convert_pickle_to_skops(src: Path, dst: Path) -> bool:
+    """Write `dst` (atomically) and return True if the skops copy predicts like the pickle.
+
+    Returns False when skops cannot represent the model, needs types outside the allow-list,
+    or predicts differently; the caller then uploads the pickle itself (with trust).
+    Loading `src` runs its code: call this only for the user's own file.
+    """
+    import numpy as np
+    import skops.io
+
+    from app.formats.pickle_format import load_pickle
+
+    estimator, _, _, _ = load_pickle(Path(src))
+    n_features = getattr(estimator, "n_features_in_", None)
+    if n_features is None or not callable(getattr(estimator, "predict", None)):
+        return False
+    probe = np.zeros((_PROBE_ROWS, int(n_features)))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = skops.io.dumps(estimator)
+            untrusted = skops.io.get_untrusted_types(data=data)
+            if not all(policy.is_allowed(t) for t in untrusted):
+                return False
+            copy = skops.io.loads(data, trusted=untrusted)
+            expected = np.asarray(estimator.predict(probe))
+            got = np.asarray(copy.predict(probe))
+    except (ModelDepotError, MemoryError):
+        raise
+    except Exception:
+        # skops raises TypeError/NotImplementedError/... for objects it cannot represent.
+        return False
+    if expected.shape != got.shape or not _equal(expected, got):
+        return False
+    _write_atomically(Path(dst), data)
+    return True
+
+
+def _equal(a: object, b: object) -> bool:
+    import numpy as np
+
+    try:
+        return bool(np.array_equal(a, b, equal_nan=True))
+    except TypeError:  # equal_nan does not apply to object or string arrays
+        return bool(np.array_equal(a, b))
+
+
+def _write_atomically(dst: Path, data: bytes) -> None:
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,162 @@
+"""inspect_file: detect, check, and describe an uploaded model file before it is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.errors import TrustRequired
+from app.formats import policy
+from app.formats.detect import check_extension, detect
+from app.formats.environment import (
+    LoadRecord,
+    mismatch_warnings,
+    runtime_environment,
+    version_findings,
+)
+from app.formats.predictor import require_predict
+from app.formats.signature import Signature, check_agrees, merge, signature_from_estimator
+from app.formats.zip_safety import ZipLimits, check_members, open_zip
+
+_LISTED_GLOBALS = 30
+
+
+@dataclass(frozen=True)
+class Inspection:
+    format: str
+    format_detail: str
+    signature: Signature | None
+    imported_globals: tuple[str, ...]
+    requires_trust: bool
+    warnings: tuple[str, ...]
+    environment: dict[str, str]
+
+
+def inspect_file(
+    path: Path,
+    *,
+    trust: bool,
+    filename: str | None = None,
+    declared_signature: Signature | None = None,
+    limits: ZipLimits = ZipLimits(),
+) -> Inspection:
+    """Detect by content, run the safety checks, derive the signature.
+
+    Raises InvalidModelFile (not a model, damaged, name disagrees with content, no predict),
+    UnsafeModel (denied imports, untrusted skops types, external ONNX data, hostile zip),
+    TrustRequired (a clean pickle sent without trust) and Unprocessable (a declared signature
+    that contradicts the model). Messages never contain paths.
+    """
+    path = Path(path)
+    fmt = detect(path, limits)
+    check_extension(filename, fmt)
+    if fmt == "onnx":
+        return _inspect_onnx(path, declared_signature)
+    if fmt == "skops":
+        from app.formats.skops_format import load_skops
+
+        estimator, record = load_skops(path)
+        return _describe(estimator, record, "skops", "skops", (), declared_signature)
+    if fmt == "pickle":
+        from app.formats import pickle_format
+
+        scanned = pickle_format.scan(path, limits)
+        _require_trust(trust, scanned[0].imported_globals, "pickle")
+        estimator, record, scan, detail = pickle_format.load_pickle(path, limits, scanned)
+        return _describe(
+            estimator, record, "pickle", detail, scan.imported_globals, declared_signature
+        )
+    return _inspect_mlflow(path, trust, declared_signature, limits)
+
+
+def _inspect_onnx(path: Path, declared: Signature | None) -> Inspection:
+    from app.formats.onnx_format import inspect_onnx
+
+    model_signature, env = inspect_onnx(path)
+    check_agrees(declared, model_signature, "declared signature")
+    signature = merge(declared, None, model_signature, model_knows_dtype=True)
+    return Inspection("onnx", "onnx", signature, (), False, (), env)
+
+
+def _inspect_mlflow(
+    path: Path, trust: bool, declared: Signature | None, limits: ZipLimits
+) -> Inspection:
+    from app.formats import pickle_format
+    from app.formats.mlflow_zip import mlmodel_prefix, read_mlflow
+    from app.formats.skops_format import load_skops
+
+    with open_zip(path) as zf:
+        prefix = mlmodel_prefix([i.filename for i in check_members(zf, limits)])
+        assert prefix is not None  # detect() classified it as mlflow
+        mlflow = read_mlflow(zf, prefix, limits)
+    imported: tuple[str, ...] = ()
+    if mlflow.serialization == "skops":
+        estimator, record = load_skops(mlflow.model_bytes)
+    else:
+        scanned = pickle_format.scan(mlflow.model_bytes, limits)
+        _require_trust(trust, scanned[0].imported_globals, "MLflow model's pickle")
+        estimator, record, scan, _ = pickle_format.load_pickle(
+            mlflow.model_bytes, limits, scanned
+        )
+        imported = scan.imported_globals
+    inspection = _describe(
+        estimator, record, "mlflow", "mlflow-sklearn", imported, declared, mlflow.signature
+    )
+    env = {**mlflow.environment, **inspection.environment}
+    warnings = list(inspection.warnings)
+    manifest_version = mlflow.environment.get("scikit-learn")
+    if manifest_version and not record.sklearn_versions:
+        installed = runtime_environment()["scikit-learn"]
+        for sentence in mismatch_warnings([manifest_version], installed):
+            if sentence not in warnings:
+                warnings.append(sentence)
+    return Inspection(
+        "mlflow", "mlflow-sklearn", inspection.signature, imported,
+        mlflow.serialization != "skops", tuple(warnings), env,
+    )
+
+
+def _require_trust(trust: bool, imported: tuple[str, ...], what: str) -> None:
+    if trust:
+        return
+    shown = ", ".join(imported[:_LISTED_GLOBALS])
+    if len(imported) > _LISTED_GLOBALS:
+        shown += f" and {len(imported) - _LISTED_GLOBALS} more"
+    unusual = [g for g in imported if not policy.is_allowed(g)]
+    note = (
+        f" Of these, {', '.join(unusual[:_LISTED_GLOBALS])} are outside scikit-learn, numpy "
+        "and scipy."
+        if unusual
+        else ""
+    )
+    raise TrustRequired(
+        f"This {what} runs code when it is loaded. It imports: {shown or 'nothing'}.{note} If you "
+        "trust it, send it again with metadata {\"trust\": true} and the API token, or convert it "
+        "to skops first (modeldepot models push does this)."
+    )
+
+
+def _describe(
+    estimator: Any,
+    record: LoadRecord,
+    fmt: str,
+    detail: str,
+    imported: tuple[str, ...],
+    declared: Signature | None,
+    manifest: Signature | None = None,
+) -> Inspection:
+    require_predict(estimator)
+    model_signature = signature_from_estimator(estimator)
+    check_agrees(declared, model_signature, "declared signature")
+    check_agrees(manifest, model_signature, "MLmodel signature")
+    env, warnings = version_findings(record, estimator)
+    return Inspection(
+        format=fmt,
+        format_detail=detail,
+        signature=merge(declared, manifest, model_signature),
+        imported_globals=imported,
+        requires_trust=fmt in ("pickle", "mlflow"),
+        warnings=tuple(warnings),
+        environment=env,
+    )

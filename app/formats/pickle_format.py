@@ -1,0 +1,99 @@
+"""pickle and joblib files: scan without loading, then (only when trusted) load with a guard.
+
+The guard repeats the deny-list inside `find_class`, so even if the scan and the real unpickler
+ever read a stream differently, a denied name is still never imported.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import pickle
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from app.errors import InvalidModelFile, UnsafeModel
+from app.formats import policy
+from app.formats.compression import compression_of, open_decompressed
+from app.formats.environment import LoadRecord, recording_versions
+from app.formats.pickle_scan import PickleScan, scan_pickle
+from app.formats.zip_safety import ZipLimits
+
+
+@contextmanager
+def _open(source: Path | bytes, limits: ZipLimits) -> Any:
+    raw: BinaryIO
+    raw = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    try:
+        kind = compression_of(raw.read(8))
+        raw.seek(0)
+        yield (open_decompressed(raw, kind, limits.max_total_bytes) if kind else raw), kind
+    finally:
+        raw.close()
+
+
+def scan(source: Path | bytes, limits: ZipLimits = ZipLimits()) -> tuple[PickleScan, str]:
+    """The scan and the detail ("joblib" or "pickle"); UnsafeModel for denied imports."""
+    with _open(source, limits) as (stream, kind):
+        result = scan_pickle(stream)
+    detail = "joblib" if kind or result.joblib_arrays else "pickle"
+    return result, detail
+
+
+def _check(module: str, name: str) -> None:
+    # The C unpickler hides its protocol, so check the name as written and as renamed.
+    for mod, attr in {(module, name), policy.normalize(module, name, 0)}:
+        reason = policy.denial_reason(mod, attr)
+        if reason is not None:
+            raise UnsafeModel(
+                f"The model file imports {mod}.{attr}, which {reason}; ModelDepot refuses it "
+                "even for trusted uploads."
+            )
+
+
+class _GuardedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        _check(module, name)
+        return super().find_class(module, name)
+
+
+def _joblib_unpickler(stream: BinaryIO) -> Any:
+    from joblib.numpy_pickle import NumpyUnpickler
+
+    class GuardedNumpyUnpickler(NumpyUnpickler):  # type: ignore[misc]
+        def find_class(self, module: str, name: str) -> Any:
+            _check(module, name)
+            return super().find_class(module, name)
+
+    # joblib 1.5 added ensure_native_byte_order between file_handle and mmap_mode.
+    if "ensure_native_byte_order" in inspect.signature(NumpyUnpickler.__init__).parameters:
+        return GuardedNumpyUnpickler("", stream, True, mmap_mode=None)
+    return GuardedNumpyUnpickler("", stream, mmap_mode=None)  # pragma: no cover
+
+
+def load_pickle(
+    source: Path | bytes,
+    limits: ZipLimits = ZipLimits(),
+    scanned: tuple[PickleScan, str] | None = None,
+) -> tuple[Any, LoadRecord, PickleScan, str]:
+    """Scan (unless `scanned` is this source's scan), then load. Only for trusted files."""
+    result, detail = scanned if scanned is not None else scan(source, limits)
+    try:
+        with _open(source, limits) as (stream, _kind), recording_versions() as record:
+            if detail == "joblib":
+                obj = _joblib_unpickler(stream).load()
+            else:
+                obj = _GuardedUnpickler(stream).load()
+    except (UnsafeModel, InvalidModelFile):
+        raise
+    except ModuleNotFoundError as exc:
+        raise InvalidModelFile(
+            f"The pickle needs the Python module {exc.name!r}, which is not installed here."
+        ) from exc
+    except Exception as exc:
+        raise InvalidModelFile(
+            f"The pickle could not be loaded ({type(exc).__name__}); it may be damaged or need "
+            "code that is not installed here."
+        ) from exc
+    return obj, record, result, detail

@@ -1,0 +1,135 @@
+"""Load a stored model file into something that predicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from app.errors import BadRequest, InvalidModelFile
+from app.formats.signature import Signature, signature_from_estimator
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class Predictor(Protocol):
+    signature: Signature | None
+    has_proba: bool
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+
+
+def require_predict(estimator: Any) -> None:
+    if not callable(getattr(estimator, "predict", None)):
+        raise InvalidModelFile(
+            f"The file holds a {type(estimator).__name__} object, which has no predict method; "
+            "ModelDepot serves fitted estimators."
+        )
+
+
+class SklearnPredictor:
+    def __init__(self, estimator: Any, signature: Signature | None) -> None:
+        import numpy as np
+
+        self._np = np  # held here so that predict, a hot path, imports nothing
+        require_predict(estimator)
+        self.estimator = estimator
+        self.signature = signature
+        self.has_proba = hasattr(estimator, "predict_proba")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self._np.asarray(self.estimator.predict(X))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if not self.has_proba:
+            raise BadRequest("This model does not give probabilities (it has no predict_proba).")
+        return self._np.asarray(self.estimator.predict_proba(X), dtype=self._np.float64)
+
+
+class OnnxPredictor:
+    def __init__(self, model_bytes: bytes, signature: Signature) -> None:
+        import numpy as np
+        import onnxruntime as ort
+
+        from app.formats.onnx_format import label_output, proba_output
+
+        self._np = np
+        options = ort.SessionOptions()
+        # One thread per session: the server runs several models and requests side by side.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(
+                model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise InvalidModelFile("onnxruntime cannot run this ONNX model.") from exc
+        self.signature = signature
+        self._input = self._session.get_inputs()[0].name
+        self._dtype = np.dtype(object) if signature.input_dtype == "str" else np.dtype(
+            signature.input_dtype
+        )
+        names = [o.name for o in self._session.get_outputs()]
+        self._label = label_output(names)
+        self._proba = proba_output(names)
+        self.has_proba = self._proba is not None
+
+    def _run(self, output: str, X: np.ndarray) -> Any:
+        feed = {self._input: self._np.asarray(X, dtype=self._dtype)}
+        return self._session.run([output], feed)[0]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        out = self._np.asarray(self._run(self._label, X))
+        return out.reshape(-1) if out.ndim == 2 and out.shape[1] == 1 else out
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if self._proba is None:
+            raise BadRequest("This model does not give probabilities (no probabilities output).")
+        np = self._np
+        out = self._run(self._proba, X)
+        if isinstance(out, list):
+            # ZipMap output: one {class: probability} dict per row.
+            classes = list(self.signature.classes or (sorted(out[0]) if out else []))
+            return np.array([[row[c] for c in classes] for row in out], dtype=np.float64).reshape(
+                len(out), len(classes)
+            )
+        return np.asarray(out, dtype=np.float64)
+
+
+def load_predictor(path: Path, format: str, *, signature: Signature | None = None) -> Predictor:
+    """Load a file inspect_file accepted. Pickles are scanned again before they are loaded."""
+    from app.formats import onnx_format, pickle_format, skops_format
+    from app.formats.mlflow_zip import mlmodel_prefix, read_mlflow
+    from app.formats.zip_safety import ZipLimits, check_members, open_zip
+
+    limits = ZipLimits()
+    if format == "onnx":
+        data = path.read_bytes()
+        model = onnx_format.parse(data)
+        onnx_format.check_self_contained(model)
+        return OnnxPredictor(data, signature or onnx_format.onnx_signature(model))
+    if format == "skops":
+        with open_zip(path) as zf:
+            check_members(zf, limits)
+        estimator, _ = skops_format.load_skops(path)
+    elif format == "pickle":
+        estimator, _, _, _ = pickle_format.load_pickle(path, limits)
+    elif format == "mlflow":
+        with open_zip(path) as zf:
+            prefix = mlmodel_prefix([i.filename for i in check_members(zf, limits)])
+            if prefix is None:
+                raise InvalidModelFile("The zip archive has no MLmodel file.")
+            mlflow = read_mlflow(zf, prefix, limits)
+        if mlflow.serialization == "skops":
+            estimator, _ = skops_format.load_skops(mlflow.model_bytes)
+        else:
+            estimator, _, _, _ = pickle_format.load_pickle(mlflow.model_bytes, limits)
+    else:
+        raise InvalidModelFile(f"Unknown model format {format!r}.")
+    require_predict(estimator)
+    return SklearnPredictor(estimator, signature or signature_from_estimator(estimator))
+
+
+__all__ = ["OnnxPredictor", "Predictor", "SklearnPredictor", "load_predictor"]

@@ -1,0 +1,120 @@
+"""Check every member of a zip before reading any, and read members in memory with caps.
+
+Members are never extracted to disk, but names are still checked: a model zip with "../" or
+an absolute name is hostile, and refusing it keeps the stored artifact safe for whoever
+extracts it later. Sizes and ratios are checked from the central directory and enforced
+again while decompressing, since the directory can lie.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+from app.errors import InvalidModelFile, UnsafeModel
+
+_CHUNK = 1 << 20
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    max_members: int = 10_000
+    max_total_bytes: int = 4 << 30
+    max_ratio: float = 200.0
+    # Small members (text files) may compress far better than models; only check the
+    # ratio of members whose uncompressed size passes this floor.
+    ratio_floor_bytes: int = 1 << 20
+
+
+def open_zip(path_or_file: object) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path_or_file)  # type: ignore[arg-type]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InvalidModelFile("The zip archive is damaged or truncated.") from exc
+
+
+def check_members(zf: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipInfo]:
+    """Refuse the whole archive (UnsafeModel) if any member is dangerous; return the members."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_members:
+        raise UnsafeModel(
+            f"The zip archive has {len(infos)} members, more than the limit of "
+            f"{limits.max_members}."
+        )
+    seen: set[str] = set()
+    total = 0
+    for info in infos:
+        name = info.filename
+        _check_name(name)
+        if name in seen:
+            raise UnsafeModel(f"The zip archive has two members named {name!r}.")
+        seen.add(name)
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise UnsafeModel(
+                f"The zip archive member {name!r} is a symbolic link; links are refused."
+            )
+        if info.flag_bits & 0x1:
+            raise UnsafeModel(f"The zip archive member {name!r} is encrypted.")
+        total += info.file_size
+        if total > limits.max_total_bytes:
+            raise UnsafeModel(
+                f"The zip archive expands to more than {limits.max_total_bytes} bytes, over the "
+                "limit."
+            )
+        if (
+            info.file_size > limits.ratio_floor_bytes
+            and info.file_size > limits.max_ratio * max(info.compress_size, 1)
+        ):
+            raise UnsafeModel(
+                f"The zip archive member {name!r} expands more than {limits.max_ratio:g} times; "
+                "it looks like a zip bomb."
+            )
+    return infos
+
+
+def _check_name(name: str) -> None:
+    if (
+        not name
+        or "\x00" in name
+        or "\\" in name
+        or name.startswith("/")
+        or _DRIVE.match(name)
+        or ".." in name.split("/")
+    ):
+        raise UnsafeModel(
+            f"The zip archive has a member named {name!r}, which points outside the archive; "
+            "names must be relative and stay inside it."
+        )
+
+
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits) -> bytes:
+    """The member's bytes, read in memory; stops past its declared size or the ratio cap."""
+    cap = min(info.file_size, limits.max_total_bytes)
+    ratio_cap = max(limits.ratio_floor_bytes, int(limits.max_ratio * max(info.compress_size, 1)))
+    parts: list[bytes] = []
+    size = 0
+    try:
+        with zf.open(info) as member:
+            while True:
+                chunk = member.read(_CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > cap or size > ratio_cap:
+                    raise UnsafeModel(
+                        f"The zip archive member {info.filename!r} expands beyond its declared "
+                        "size or the ratio limit."
+                    )
+                parts.append(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError,
+            zlib.error) as exc:
+        raise InvalidModelFile(
+            f"The zip archive member {info.filename!r} is damaged or uses an unsupported "
+            "compression."
+        ) from exc
+    return b"".join(parts)
