@@ -89,6 +89,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_upload_bytes", 2 << 30, "Largest accepted upload (e.g. 2G, 500M).", _parse_size),
     Setting("registry_threads", 8, "Worker threads of the registry's WSGI server.", int),
     Setting("log_level", "info", "debug, info, warning or error.", str),
+    Setting("batch_window_ms", 1.0, "How long inference waits to stack concurrent requests.",
+            float),
+    Setting("max_batch_size", 64, "Most requests stacked into one predict call.", int),
+    Setting("max_batch_rows", 10_000, "Most rows one prediction request may carry.", int),
+    Setting("max_request_bytes", 32 << 20, "Largest prediction request body (e.g. 32M).",
+            _parse_size),
+    Setting("cache_memory_mb", 2048, "Memory budget of loaded models; least used go first.", int),
+    Setting("poll_interval_ms", 200, "How often inference checks the store for changes.", int),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -141,6 +149,12 @@ class Settings:
     max_upload_bytes: int = 2 << 30
     registry_threads: int = 8
     log_level: str = "info"
+    batch_window_ms: float = 1.0
+    max_batch_size: int = 64
+    max_batch_rows: int = 10_000
+    max_request_bytes: int = 32 << 20
+    cache_memory_mb: int = 2048
+    poll_interval_ms: int = 200
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -136,19 +136,18 @@ def openapi_document(title: str, version: str, blueprints: list[ApiBlueprint]) -
                 {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
                 for n in _FLASK_PARAM.findall(op.path)
             ] + [{"name": q, "in": "query", "schema": {"type": "string"}} for q in op.query]
+            success: dict[str, Any] = {"description": "Success"}
+            if op.response is not None:
+                success["content"] = {"application/json": {"schema": ref(op.response)}}
+            elif op.content_type != "application/json":
+                success["content"] = {op.content_type: {"schema": {"type": "string",
+                                                                   "format": "binary"}}}
             entry: dict[str, Any] = {
                 "summary": op.summary,
                 "operationId": f"{op.method.lower()}_{path}".replace("/", "_").strip("_"),
                 "parameters": params,
-                "responses": {
-                    str(op.status): {
-                        "description": "Success",
-                        **({"content": {op.content_type if op.method == "GET" and op.response is None
-                                        else "application/json": {"schema": ref(op.response)}}}
-                           if op.response else {}),
-                    },
-                    "4XX": {"description": "Client error", **error},
-                },
+                "responses": {str(op.status): success,
+                              "4XX": {"description": "Client error", **error}},
             }
             if op.body is not None:
                 entry["requestBody"] = {

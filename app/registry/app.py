@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from app import __version__
 from app.config import Settings
 from app.errors import ModelDepotError
 from app.registry import models_api, versions_api
-from app.registry.api import json_response, openapi_document
+from app.registry.api import ApiBlueprint, json_response, openapi_document
+from app.registry.schemas import Health
 from app.registry.context import Registry
 from app.security import SecurityPolicy, load_or_create_token
 from app.store import Store
 
 log = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json"})
-BLUEPRINTS = [models_api.api, versions_api.api]
+system = ApiBlueprint("system", "/api/v1")
+
+
+@system.route("GET", "/health", "Is the registry up (never needs the token)", response=Health)
+def health() -> Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+@system.route("GET", "/openapi.json", "This API's OpenAPI document")
+def openapi() -> Response:
+    return json_response(current_app.extensions["openapi"])
+
+
+BLUEPRINTS = [system, models_api.api, versions_api.api]
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -72,16 +86,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
             500,
         )
 
-    @app.get("/api/v1/health")
-    def health() -> Response:
-        return json_response({"status": "ok", "version": __version__})
-
-    document = openapi_document("ModelDepot registry", __version__, BLUEPRINTS)
-
-    @app.get("/api/v1/openapi.json")
-    def openapi() -> Response:
-        return json_response(document)
-
+    app.extensions["openapi"] = openapi_document("ModelDepot registry", __version__, BLUEPRINTS)
     for api in BLUEPRINTS:
         app.register_blueprint(api.blueprint)
     return app

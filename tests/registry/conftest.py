@@ -1,0 +1,58 @@
+"""A registry app over a real temporary data dir, driven through Flask's test client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app.config import Settings
+from app.registry.app import create_app
+from tests.conftest import TOKEN
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    application = create_app(settings)
+    yield application
+    application.extensions["modeldepot"].store.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def upload(
+    client: FlaskClient,
+    model: str,
+    path: Path,
+    metadata: dict[str, Any] | None = None,
+    *,
+    filename: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    data: dict[str, Any] = {"file": (path.open("rb"), filename or path.name)}
+    if metadata is not None:
+        data["metadata"] = json.dumps(metadata)
+    return client.post(
+        f"/api/v1/models/{model}/versions",
+        data=data,
+        content_type="multipart/form-data",
+        headers=AUTH if headers is None else headers,
+    )
+
+
+def error_code(response: Any) -> str:
+    body = response.get_json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["message"]
+    return str(body["error"]["code"])

@@ -1,0 +1,85 @@
+"""API.md's security defaults, checked on the registry."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from flask.testing import FlaskClient
+
+from app.config import Settings
+from app.registry.app import create_app
+from app.security import load_or_create_token
+from tests.registry.conftest import AUTH, error_code
+
+
+def test_writes_need_the_token(client: FlaskClient) -> None:
+    r = client.post("/api/v1/models", json={"name": "m"})
+    assert r.status_code == 401 and error_code(r) == "unauthorized"
+    r = client.post("/api/v1/models", json={"name": "m"},
+                    headers={"Authorization": "Bearer wrong-token"})
+    assert r.status_code == 401
+    assert client.get("/api/v1/models").status_code == 200  # reads don't need it
+
+
+@pytest.mark.parametrize("host", ["evil.example", "attacker.com:8720", "10.0.0.5", "[2001:db8::1]"])
+def test_foreign_host_is_403_before_routing(client: FlaskClient, host: str) -> None:
+    for path in ("/api/v1/models", "/api/v1/health", "/api/v1/no-such-route"):
+        r = client.get(path, headers={"Host": host})
+        assert r.status_code == 403, (host, path)
+        assert error_code(r) == "forbidden"
+
+
+@pytest.mark.parametrize("host", ["localhost:8720", "127.0.0.1", "[::1]:8720", "127.1.2.3"])
+def test_loopback_hosts_are_fine(client: FlaskClient, host: str) -> None:
+    assert client.get("/api/v1/health", headers={"Host": host}).status_code == 200
+
+
+def test_allowed_hosts_setting(settings: Settings) -> None:
+    client = create_app(settings.replace(allowed_hosts=("box.local",))).test_client()
+    assert client.get("/api/v1/health", headers={"Host": "box.local:8720"}).status_code == 200
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "https://evil.example"},
+                                     {"Sec-Fetch-Site": "cross-site"},
+                                     {"Origin": "null"}])
+def test_cross_site_writes_are_403_even_with_token(client: FlaskClient, headers: dict) -> None:
+    r = client.post("/api/v1/models", json={"name": "m"}, headers={**AUTH, **headers})
+    assert r.status_code == 403
+    assert client.get("/api/v1/models/m").status_code == 404
+
+
+def test_same_origin_write_is_fine(client: FlaskClient) -> None:
+    r = client.post("/api/v1/models", json={"name": "m"},
+                    headers={**AUTH, "Origin": "http://127.0.0.1:8720",
+                             "Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 201
+
+
+def test_auth_all_protects_reads_but_not_health(settings: Settings) -> None:
+    client = create_app(settings.replace(auth="all")).test_client()
+    assert client.get("/api/v1/models").status_code == 401
+    assert client.get("/api/v1/models", headers=AUTH).status_code == 200
+    assert client.get("/api/v1/health").status_code == 200
+
+
+def test_auth_none_lets_writes_through(settings: Settings) -> None:
+    client = create_app(settings.replace(auth="none")).test_client()
+    assert client.post("/api/v1/models", json={"name": "m"}).status_code == 201
+
+
+def test_remote_bind_forces_auth_all(settings: Settings) -> None:
+    assert settings.replace(host="0.0.0.0", allow_remote=True).effective_auth == "all"
+
+
+def test_no_cors_headers(client: FlaskClient) -> None:
+    r = client.get("/api/v1/models", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_token_file_is_private_and_stable(settings: Settings) -> None:
+    path = settings.paths.token_file
+    token = load_or_create_token(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert load_or_create_token(path) == token and len(token) >= 32

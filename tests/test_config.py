@@ -1,0 +1,55 @@
+"""Settings resolution: flag > environment > config.toml > default."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from app.config import SETTINGS, Settings, resolve
+from app.errors import BadRequest
+
+
+def test_table_and_dataclass_agree() -> None:
+    fields = {f.name: f.default for f in dataclasses.fields(Settings) if f.name != "sources"}
+    assert set(fields) == {s.name for s in SETTINGS}
+    for s in SETTINGS:
+        if s.name != "home":
+            assert fields[s.name] == s.default, s.name
+
+
+def test_precedence(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('registry_port = 9000\ninference_port = 9001\nauth = "all"\n')
+    env = {"MODELDEPOT_HOME": str(tmp_path), "MODELDEPOT_INFERENCE_PORT": "9101"}
+    s = resolve({"auth": "none"}, env)
+    assert (s.registry_port, s.inference_port, s.auth) == (9000, 9101, "none")
+    assert s.sources["registry_port"] == "config.toml" and s.sources["auth"] == "flag"
+    assert s.home == tmp_path.resolve()
+
+
+def test_defaults_and_sizes(tmp_path: Path) -> None:
+    s = resolve({}, {"MODELDEPOT_HOME": str(tmp_path), "MODELDEPOT_MAX_UPLOAD_BYTES": "512M"})
+    assert s.registry_port == 8720 and s.inference_port == 8721 and s.auth == "writes"
+    assert s.max_upload_bytes == 512 << 20
+
+
+@pytest.mark.parametrize("env", [{"MODELDEPOT_REGISTRY_PORT": "99999"},
+                                 {"MODELDEPOT_AUTH": "sometimes"},
+                                 {"MODELDEPOT_MAX_UPLOAD_BYTES": "-1"}])
+def test_bad_values_name_the_setting(tmp_path: Path, env: dict[str, str]) -> None:
+    with pytest.raises(BadRequest, match="Setting"):
+        resolve({}, {"MODELDEPOT_HOME": str(tmp_path), **env})
+
+
+def test_unknown_config_key_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("colour = 1\n")
+    with pytest.raises(BadRequest, match="colour"):
+        resolve({}, {"MODELDEPOT_HOME": str(tmp_path)})
+
+
+def test_non_loopback_needs_allow_remote(tmp_path: Path) -> None:
+    env = {"MODELDEPOT_HOME": str(tmp_path), "MODELDEPOT_HOST": "0.0.0.0"}
+    with pytest.raises(BadRequest, match="allow_remote"):
+        resolve({}, env)
+    assert resolve({"allow_remote": "true"}, env).effective_auth == "all"
