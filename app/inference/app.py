@@ -1,0 +1,201 @@
+"""The inference server's FastAPI app factory.
+
+Request path, outermost first: the security gate (middleware.py), the prediction fast path
+(fastpath.py), then FastAPI for everything else: health, metadata, metrics and docs. Errors are
+JSON everywhere: `{"error": "..."}` under /v2 (its spec), the house shape elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import __version__
+from app.config import Settings
+from app.errors import BadRequest, ModelDepotError, NotFound
+from app.inference import docs
+from app.inference.cache import ModelCache
+from app.inference.fastpath import PredictionRoutes
+from app.inference.loaded import Loader, ModelUnavailable
+from app.inference.metrics import CONTENT_TYPE_LATEST, InferenceMetrics
+from app.inference.middleware import SecurityMiddleware, error_body, error_status
+from app.inference.watcher import StoreWatcher, open_store
+from app.security import SecurityPolicy, load_or_create_token
+from app.store import Store
+
+log = logging.getLogger(__name__)
+SERVER_NAME = "modeldepot"
+EXTENSIONS = ["binary_tensor_data"]
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def create_app(settings: Settings, store: Store | None = None, *,
+               loader: Loader | None = None) -> FastAPI:
+    """Build the inference app. Without `store`, the data dir's database is opened read-only
+    (now, or by the watcher once the registry has created it)."""
+    if loader is None:
+        from app.formats import load_predictor
+
+        loader = load_predictor
+    own_store = store is None
+    store = store if store is not None else open_store(settings.paths)
+    metrics = InferenceMetrics()
+    predict_pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1),
+                                      thread_name_prefix="modeldepot-predict")
+    cache = ModelCache(settings, store, loader, metrics, predict_pool)
+    watcher = StoreWatcher(cache, settings.paths, settings.poll_interval_ms / 1000)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await watcher.check()  # preload production aliases before taking traffic
+        cache.ready = True
+        watcher.start()
+        try:
+            yield
+        finally:
+            await watcher.stop()
+            cache.close()
+            predict_pool.shutdown(wait=False, cancel_futures=True)
+            if own_store and cache.store is not None:
+                cache.store.close()
+
+    app = FastAPI(title="ModelDepot inference", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None,
+                  default_response_class=JSON)
+    app.state.cache = cache
+    app.state.metrics = metrics
+    app.state.watcher = watcher
+    _add_routes(app, cache, metrics)
+    _add_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=docs.STATIC_DIR), name="static")
+
+    token = settings.token or load_or_create_token(settings.paths.token_file)
+    policy = SecurityPolicy(token, settings.effective_auth, settings.allowed_hosts)
+    app.add_middleware(PredictionRoutes, cache=cache, metrics=metrics,  # type: ignore[arg-type]
+                       max_request_bytes=settings.max_request_bytes)
+    app.add_middleware(SecurityMiddleware, policy=policy)  # type: ignore[arg-type]
+    return app
+
+
+def _add_routes(app: FastAPI, cache: ModelCache, metrics: InferenceMetrics) -> None:
+    @app.get("/v2", tags=["v2"], summary="Server metadata")
+    async def server_metadata() -> JSON:
+        return JSON({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+
+    @app.get("/v2/health/live", tags=["v2"], summary="Server live")
+    async def live() -> JSON:
+        return JSON({"live": True})
+
+    @app.get("/v2/health/ready", tags=["v2"], summary="Server ready")
+    async def ready() -> JSON:
+        body: dict[str, Any] = {"ready": cache.ready}
+        failures = cache.failures()
+        if failures:
+            body["failures"] = [{"model": f.model, **f.to_dict()} for f in failures]
+        return JSON(body, 200 if cache.ready else 503)
+
+    @app.get("/v2/models/{name}", tags=["v2"], summary="Model metadata")
+    @app.get("/v2/models/{name}/versions/{version}", tags=["v2"],
+             summary="Model version metadata")
+    async def model_metadata(name: str, version: str | None = None) -> JSON:
+        model = await cache.get(name, version)
+        body = model.metadata()
+        failures = cache.failures(name)
+        if failures:
+            body["failures"] = [f.to_dict() for f in failures]
+        return JSON(body)
+
+    @app.get("/v2/models/{name}/ready", tags=["v2"], summary="Model ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["v2"],
+             summary="Model version ready")
+    async def model_ready(name: str, version: str | None = None) -> JSON:
+        try:
+            await cache.get(name, version)
+        except ModelUnavailable as exc:
+            return JSON({"name": name, "ready": False, "reason": exc.message}, 503)
+        return JSON({"name": name, "ready": True})
+
+    @app.get("/v1/models", tags=["v1"], summary="Models in the registry and what is served")
+    async def list_models() -> JSON:
+        served = {key[0]: m.version for key, m in cache.served().items() if key[1] is None}
+        models = [{"name": m.name, "latest_version": m.latest_version, "aliases": m.aliases,
+                   "served_version": served.get(m.name)} for m in await cache.list_models()]
+        return JSON({"models": models})
+
+    @app.get("/v1/models/{name}", tags=["v1"], summary="What a model takes and gives")
+    @app.get("/v1/models/{name}/versions/{version}", tags=["v1"],
+             summary="What a model version takes and gives")
+    async def describe(name: str, version: str | None = None) -> JSON:
+        model = await cache.get(name, version)
+        sig = model.signature
+        return JSON({
+            "model": name, "version": model.version, "format": model.record.format,
+            "signature": sig.to_dict() if hasattr(sig, "to_dict") else model.record.signature,
+            "outputs": list(model.outputs),
+            "failures": [f.to_dict() for f in cache.failures(name)],
+        })
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSON:
+        return JSON(docs.openapi_document(app))
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return HTMLResponse(docs.swagger_page(app.title))
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return HTMLResponse(docs.redoc_page(app.title))
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ModelDepotError)
+    async def on_error(request: Request, exc: ModelDepotError) -> Response:
+        path = request.url.path
+        return Response(error_body(path, exc), error_status(path, exc),
+                        media_type="application/json")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        error: ModelDepotError
+        if exc.status_code == 404:
+            error = NotFound("No such route. Predictions are under /v1 and /v2; see /docs.")
+        elif exc.status_code == 405:
+            error = ModelDepotError(f"Method {request.method} is not allowed on this route.",
+                                    code="method_not_allowed")
+            error.status = 405
+        else:
+            error = ModelDepotError(str(exc.detail), code="http_error")
+            error.status = exc.status_code
+        return await on_error(request, error)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        return await on_error(request, BadRequest("The request's parameters are invalid."))
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return await on_error(request, ModelDepotError(
+            "The inference server hit an internal error; its log has the details."))

@@ -1,0 +1,191 @@
+"""Adaptive micro-batching: concurrent requests for one model version share one predict call.
+
+scikit-learn pays a fixed cost per call (input checks, and for a forest a pass over every tree)
+that dwarfs the per-row cost, so stacking the rows of concurrent requests multiplies throughput.
+The batcher runs at most one call per model version at a time, in a worker thread so the event
+loop keeps parsing requests meanwhile; whatever queued during a call goes out as the next batch.
+
+Adaptive: a lone client never waits. The batcher tracks how many requests recently came
+together; while that figure is 1 a request is dispatched on the next loop turn (which still lets
+requests parsed in the same turn join). Under concurrent load it waits until about that many are
+queued, at most `batch_window_ms`, capped at `max_batch_size` requests and `max_rows` rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.errors import Unprocessable
+
+Prediction = tuple[np.ndarray, np.ndarray | None]
+
+
+class ModelRefused(Unprocessable):
+    """The model raised on input that passed the signature checks."""
+
+    code = "model_refused_input"
+
+
+@dataclass(eq=False)
+class _Pending:
+    rows: np.ndarray
+    proba: bool
+    future: asyncio.Future[Prediction]
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        predictor: Any,
+        executor: Executor,
+        *,
+        window_s: float,
+        max_batch_size: int,
+        max_rows: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._predictor = predictor
+        self._executor = executor
+        self._window_s = max(window_s, 0.0)
+        self._max_batch = max(max_batch_size, 1)
+        self._max_rows = max(max_rows, 1)
+        self._on_batch = on_batch
+        self._queue: list[_Pending] = []
+        self._queued_rows = 0
+        self._busy = False
+        self._soon: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._concurrency = 1.0  # requests recently seen together (moving average)
+
+    async def predict(self, rows: np.ndarray, proba: bool) -> Prediction:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Prediction] = loop.create_future()
+        self._queue.append(_Pending(rows, proba, future))
+        self._queued_rows += len(rows)
+        if not self._busy:
+            self._schedule(loop)
+        return await future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        target = min(self._max_batch, max(1, round(self._concurrency)))
+        full = len(self._queue) >= target or self._queued_rows >= self._max_rows
+        if full or self._window_s == 0.0:
+            if self._soon is None:
+                # Next loop turn, not now: requests parsed in this turn still join the batch.
+                self._soon = loop.call_soon(self._dispatch)
+        elif self._timer is None:
+            self._timer = loop.call_later(self._window_s, self._dispatch)
+
+    def _dispatch(self) -> None:
+        self._soon = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._busy or not self._queue:
+            return
+        batch: list[_Pending] = []
+        rows = 0
+        while self._queue and len(batch) < self._max_batch:
+            item = self._queue[0]
+            if batch and rows + len(item.rows) > self._max_rows:
+                break
+            batch.append(self._queue.pop(0))
+            rows += len(item.rows)
+        self._queued_rows -= rows
+        batch = [p for p in batch if not p.future.done()]  # callers that went away
+        if not batch:
+            self._after(0)
+            return
+        self._busy = True
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(self._executor, self._run, batch)
+        done.add_done_callback(lambda f: self._deliver(batch, f))
+
+    def _run(self, batch: list[_Pending]) -> list[Prediction | BaseException]:
+        """In a worker thread: one call for the whole batch; one per request if it fails."""
+        try:
+            return self._split(batch, self._call(
+                batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch]),
+                any(p.proba for p in batch),
+            ))
+        except Exception as exc:
+            if len(batch) == 1:
+                return [_refused(exc)]
+        results: list[Prediction | BaseException] = []
+        for item in batch:  # isolate the request the model chokes on
+            try:
+                results.append(self._call(item.rows, item.proba))
+            except Exception as exc:
+                results.append(_refused(exc))
+        return results
+
+    def _call(self, rows: np.ndarray, proba: bool) -> Prediction:
+        predictions = np.asarray(self._predictor.predict(rows))
+        probabilities = np.asarray(self._predictor.predict_proba(rows)) if proba else None
+        return predictions, probabilities
+
+    @staticmethod
+    def _split(batch: list[_Pending], result: Prediction) -> list[Prediction | BaseException]:
+        predictions, probabilities = result
+        out: list[Prediction | BaseException] = []
+        start = 0
+        for item in batch:
+            stop = start + len(item.rows)
+            out.append((
+                predictions[start:stop],
+                probabilities[start:stop] if item.proba and probabilities is not None else None,
+            ))
+            start = stop
+        return out
+
+    def _deliver(self, batch: list[_Pending], done: asyncio.Future[Any]) -> None:
+        self._busy = False
+        if done.cancelled() or done.exception() is not None:
+            error = done.exception() if not done.cancelled() else None
+            failure = _refused(error) if error else asyncio.CancelledError()
+            results: list[Any] = [failure] * len(batch)
+        else:
+            results = done.result()
+        for item, result in zip(batch, results, strict=True):
+            if item.future.done():
+                continue
+            if isinstance(result, BaseException):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
+        self._after(len(batch))
+
+    def _after(self, served: int) -> None:
+        together = served + len(self._queue)
+        self._concurrency = 0.5 * self._concurrency + 0.5 * max(together, 1)
+        if self._queue:
+            self._schedule(asyncio.get_running_loop())
+
+    def close(self) -> None:
+        """Fail what is queued (server shutdown); a batch already running still completes."""
+        for handle in (self._soon, self._timer):
+            if handle is not None:
+                handle.cancel()
+        for item in self._queue:
+            if not item.future.done():
+                item.future.cancel()
+        self._queue.clear()
+        self._queued_rows = 0
+
+
+def _refused(exc: BaseException) -> BaseException:
+    if not isinstance(exc, Exception):
+        return exc
+    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return ModelRefused(
+        f"The model could not predict for this input ({type(exc).__name__}"
+        + (f": {detail}" if detail else "") + ")."
+    )

@@ -1,0 +1,278 @@
+"""The model cache: which loaded version answers `name` / `name@ref`, kept in step with the store.
+
+Hot path: `lookup` is one dict read. The store is consulted only on a miss and when its revision
+changes (`refresh`, driven by the watcher); a new target is loaded and warmed beside the one
+serving, then the dict entry is replaced in one assignment, so a request sees the old version or
+the new one, never a gap. A version that fails to verify, load or warm is recorded in memory
+(the inference server never writes to the store) and never replaces a working one.
+
+All store reads run on one worker thread (SQLite connections are per thread), model loads on
+another pool, both off the event loop. Every method here runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from app.config import Settings
+from app.errors import ModelDepotError, NotFound, StoreError
+from app.inference.batching import MicroBatcher
+from app.inference.inputs import InputSpec
+from app.inference.loaded import (
+    Failure,
+    FileStamp,
+    LoadedModel,
+    Loader,
+    ModelUnavailable,
+    load_version,
+    outputs_of,
+    platform_of,
+)
+from app.inference.metrics import InferenceMetrics
+from app.store import Store, VersionRecord
+from app.store.names import check_name, parse_ref
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Key = tuple[str, str | None]
+PRODUCTION = "production"
+
+
+class ModelCache:
+    def __init__(self, settings: Settings, store: Store | None, loader: Loader,
+                 metrics: InferenceMetrics, predict_executor: Executor) -> None:
+        self.settings = settings
+        self.store = store
+        self._loader = loader
+        self._metrics = metrics
+        self._predict_executor = predict_executor
+        self._store_executor = ThreadPoolExecutor(1, thread_name_prefix="modeldepot-store")
+        self._load_executor = ThreadPoolExecutor(2, thread_name_prefix="modeldepot-load")
+        self._budget = settings.cache_memory_mb << 20
+        self._targets: dict[Key, LoadedModel] = {}
+        self._by_version: dict[int, LoadedModel] = {}
+        self._loading: dict[int, asyncio.Task[LoadedModel]] = {}
+        self._failures: dict[int, Failure] = {}
+        self._missing: dict[Key, ModelDepotError] = {}
+        self.revision: int | None = None
+        self.ready = False
+
+    # -- the request path ---------------------------------------------------------------------
+
+    def lookup(self, name: str, ref: str | None) -> LoadedModel | None:
+        model = self._targets.get((name, ref))
+        if model is not None:
+            model.last_used = time.monotonic()
+        return model
+
+    async def get(self, name: str, ref: str | None) -> LoadedModel:
+        return self.lookup(name, ref) or await self._resolve_and_load((name, ref))
+
+    async def _resolve_and_load(self, key: Key) -> LoadedModel:
+        name, ref = key
+        check_name(name)
+        if ref is not None:
+            parse_ref(ref)
+        known = self._missing.get(key)
+        if known is not None:
+            raise known
+        if self.store is None:
+            raise NotFound(f"No model named {name!r}: the registry holds no models yet.")
+        revision = self.revision
+        try:
+            record = await self._in_store(self.store.resolve, name, ref)
+            model = await self.ensure_loaded(record)
+        except (NotFound, ModelUnavailable) as exc:
+            if revision == self.revision and revision is not None:
+                self._missing[key] = exc  # asked again and again, answered from memory
+            raise
+        if revision == self.revision and revision is not None:
+            self._targets[key] = model
+        return model
+
+    async def ensure_loaded(self, record: VersionRecord) -> LoadedModel:
+        model = self._by_version.get(record.id)
+        if model is not None:
+            return model
+        if record.status != "ready":
+            raise ModelUnavailable(
+                f"Version {record.version} of {record.model!r} is {record.status}, not ready: "
+                "it is not served."
+            )
+        failure = self._failures.get(record.id)
+        if failure is not None:
+            assert self.store is not None
+            if FileStamp.of(self.store.blob_path(record)) == failure.stamp:
+                raise ModelUnavailable(failure.reason)
+            del self._failures[record.id]  # the file changed on disk: worth another try
+        task = self._loading.get(record.id)
+        if task is None:
+            task = asyncio.ensure_future(self._load(record))
+            self._loading[record.id] = task
+        return await asyncio.shield(task)
+
+    async def _load(self, record: VersionRecord) -> LoadedModel:
+        assert self.store is not None
+        loop = asyncio.get_running_loop()
+        try:
+            prepared = await loop.run_in_executor(
+                self._load_executor, load_version, self.store, record, self._loader
+            )
+        except ModelDepotError as exc:
+            self._failures[record.id] = Failure(
+                record.model, record.version, exc.message,
+                FileStamp.of(self.store.blob_path(record)) if record.sha256 else None,
+            )
+            self._metrics.load_failures.labels(record.model).inc()
+            log.error("not serving %s version %d: %s", record.model, record.version, exc.message)
+            raise ModelUnavailable(exc.message) from None
+        finally:
+            self._loading.pop(record.id, None)
+        model = self._adopt(prepared.record, prepared.predictor, prepared.signature)
+        self._metrics.load_seconds.labels(record.model).observe(prepared.seconds)
+        log.info("loaded %s version %d (%s, %.0f ms)", record.model, record.version,
+                 record.format, prepared.seconds * 1000)
+        return model
+
+    def _adopt(self, record: VersionRecord, predictor: Any, signature: Any) -> LoadedModel:
+        settings = self.settings
+        metrics = self._metrics.bind(record.model, record.version)
+        batcher = MicroBatcher(
+            predictor, self._predict_executor, window_s=settings.batch_window_ms / 1000,
+            max_batch_size=settings.max_batch_size, max_rows=settings.max_batch_rows,
+            on_batch=metrics.batch.observe,
+        )
+        model = LoadedModel(
+            name=record.model, version=record.version, record=record, predictor=predictor,
+            signature=signature, spec=InputSpec.from_signature(signature, settings.max_batch_rows),
+            outputs=outputs_of(predictor, signature), platform=platform_of(record.format),
+            memory=record.size or 0, batcher=batcher, metrics=metrics,
+        )
+        self._by_version[record.id] = model
+        self._evict(keep=model)
+        self._metrics.loaded.set(len(self._by_version))
+        return model
+
+    def _evict(self, keep: LoadedModel) -> None:
+        """Least recently used first, until the loaded versions fit the memory budget."""
+        total = sum(m.memory for m in self._by_version.values())
+        for model in sorted(self._by_version.values(), key=lambda m: m.last_used):
+            if total <= self._budget:
+                break
+            if model is keep:
+                continue
+            self._forget(model)
+            total -= model.memory
+            log.info("evicted %s version %d (memory budget %d MB)", model.name, model.version,
+                     self.settings.cache_memory_mb)
+
+    def _forget(self, model: LoadedModel) -> None:
+        """Drop every reference the cache holds; requests holding it finish undisturbed."""
+        self._by_version.pop(model.record.id, None)
+        for key in [k for k, m in self._targets.items() if m is model]:
+            del self._targets[key]
+        self._metrics.loaded.set(len(self._by_version))
+
+    # -- keeping up with the store ------------------------------------------------------------
+
+    async def refresh(self) -> bool:
+        """Reload the targets if the store changed; returns whether it had."""
+        if self.store is None:
+            return False
+        revision = await self._in_store(self.store.revision)
+        if revision == self.revision:
+            return False
+        previous, self.revision = self.revision, revision  # misses resolved before now: not kept
+        self._missing.clear()
+        try:
+            for key, current in list(self._targets.items()):
+                await self._retarget(key, current)
+            await self._preload_production()
+        except (StoreError, sqlite3.Error):
+            self.revision = previous  # try the whole refresh again on the next poll
+            raise
+        self._release_untargeted()
+        return True
+
+    async def _retarget(self, key: Key, current: LoadedModel) -> None:
+        assert self.store is not None
+        try:
+            record = await self._in_store(self.store.resolve, *key)
+        except NotFound:
+            if self._targets.get(key) is current:
+                del self._targets[key]
+                log.info("%s%s is no longer in the registry: not served", key[0],
+                         f"@{key[1]}" if key[1] else "")
+            return
+        if record.id == current.record.id:
+            return
+        try:
+            new = await self.ensure_loaded(record)
+        except ModelDepotError:
+            return  # recorded and logged; the current version keeps serving
+        if self._targets.get(key) is current:
+            self._targets[key] = new  # the swap: one assignment
+            log.info("%s%s now serves version %d (was %d)", key[0],
+                     f"@{key[1]}" if key[1] else "", new.version, current.version)
+
+    async def _preload_production(self) -> None:
+        assert self.store is not None
+        for name in await self._in_store(self._production_models):
+            key = (name, None)
+            if key in self._targets:
+                continue
+            try:
+                record = await self._in_store(self.store.resolve, name, None)
+                self._targets[key] = await self.ensure_loaded(record)
+            except ModelDepotError:
+                continue  # recorded; shown in readiness and metadata
+
+    def _production_models(self) -> list[str]:
+        assert self.store is not None
+        names: list[str] = []
+        token = None
+        while True:
+            models, token = self.store.list_models(limit=1000, page_token=token)
+            names += [m.name for m in models if PRODUCTION in m.aliases]
+            if token is None:
+                return names
+
+    def _release_untargeted(self) -> None:
+        targeted = {id(m) for m in self._targets.values()}
+        for model in list(self._by_version.values()):
+            if id(model) not in targeted:
+                self._forget(model)
+
+    # -- what the metadata and health routes show ---------------------------------------------
+
+    def failures(self, name: str | None = None) -> list[Failure]:
+        return [f for f in self._failures.values() if name is None or f.model == name]
+
+    def served(self) -> dict[Key, LoadedModel]:
+        return dict(self._targets)
+
+    async def list_models(self) -> list[Any]:
+        if self.store is None:
+            return []
+        models, _ = await self._in_store(self.store.list_models, None, (), 1000)
+        return models
+
+    async def _in_store(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._store_executor, fn, *args)
+
+    async def attach_store(self, opener: Any) -> bool:
+        """Try to open the store (the registry may not have created it yet)."""
+        self.store = await self._in_store(opener)
+        return self.store is not None
+
+    def close(self) -> None:
+        for model in self._by_version.values():
+            model.batcher.close()
+        self._load_executor.shutdown(wait=False, cancel_futures=True)
+        self._store_executor.shutdown(wait=True)

@@ -1,0 +1,196 @@
+"""One model version made ready to serve: its file verified, loaded, warmed up, described.
+
+`load_version` runs in a worker thread and touches nothing shared: the cache decides what to do
+with the result (or the failure) on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.errors import ServiceUnavailable
+from app.inference.batching import MicroBatcher
+from app.inference.codecs import v2_datatype
+from app.inference.inputs import InputSpec
+from app.inference.metrics import ModelMetrics
+from app.store import Store, VersionRecord
+from app.store.blobs import file_sha256
+
+log = logging.getLogger(__name__)
+
+Loader = Callable[..., Any]
+PLATFORMS = {"onnx": "onnx_onnxv1"}
+
+
+class ModelUnavailable(ServiceUnavailable):
+    """The version exists but cannot be served: not ready, corrupt, or failing to load."""
+
+    code = "model_unavailable"
+
+
+class CorruptModel(ModelUnavailable):
+    code = "model_corrupt"
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """Enough to tell whether a blob changed on disk since a failed attempt."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileStamp | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@dataclass(frozen=True)
+class Failure:
+    model: str
+    version: int
+    reason: str
+    stamp: FileStamp | None
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": str(self.version), "reason": self.reason}
+
+
+@dataclass
+class Prepared:
+    """What the worker thread hands back: everything but the parts bound to the event loop."""
+
+    record: VersionRecord
+    predictor: Any
+    signature: Any
+    seconds: float
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    name: str
+    version: int
+    record: VersionRecord
+    predictor: Any
+    signature: Any
+    spec: InputSpec
+    outputs: tuple[str, ...]
+    platform: str
+    memory: int
+    batcher: MicroBatcher
+    metrics: ModelMetrics
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def has_proba(self) -> bool:
+        return "predict_proba" in self.outputs
+
+    def metadata(self) -> dict[str, Any]:
+        """Open Inference Protocol model metadata (inputs and outputs from the signature)."""
+        n_features = self.spec.n_features or -1
+        inputs = [{"name": "input", "datatype": v2_datatype(self.spec.dtype),
+                   "shape": [-1, n_features]}]
+        outputs = [{"name": "predict", "datatype": self._predict_datatype(), "shape": [-1]}]
+        if self.has_proba:
+            classes = getattr(self.signature, "classes", None)
+            outputs.append({"name": "predict_proba", "datatype": "FP64",
+                            "shape": [-1, len(classes) if classes else -1]})
+        return {"name": self.name, "versions": [str(self.version)], "platform": self.platform,
+                "inputs": inputs, "outputs": outputs}
+
+    def _predict_datatype(self) -> str:
+        classes = getattr(self.signature, "classes", None)
+        if classes:
+            sample = np.asarray(list(classes))
+            return v2_datatype(sample.dtype if sample.dtype.kind != "U" else np.dtype(object))
+        return "FP64"
+
+
+def platform_of(fmt: str) -> str:
+    return PLATFORMS.get(fmt, f"sklearn_{fmt}")
+
+
+def load_version(store: Store, record: VersionRecord, loader: Loader) -> Prepared:
+    """Verify, load and warm one version (blocking: run it in a worker thread).
+
+    Raises CorruptModel when the file is not the one the registry recorded, ModelUnavailable when
+    it does not load or its warm-up predict fails.
+    """
+    started = time.perf_counter()
+    path = store.blob_path(record)
+    try:
+        actual = file_sha256(path)
+    except OSError:
+        raise ModelUnavailable(
+            f"Version {record.version} of {record.model!r} cannot be served: its file is missing."
+        ) from None
+    if actual != record.sha256:
+        raise CorruptModel(
+            f"Version {record.version} of {record.model!r} is corrupt: its file's sha256 does not "
+            "match the one recorded at upload. It is not served; run `modeldepot doctor`."
+        )
+    signature = _signature(record)
+    try:
+        predictor = loader(path, record.format, signature=signature)
+    except Exception as exc:
+        log.warning("loading %s version %d failed: %r", record.model, record.version, exc)
+        raise ModelUnavailable(
+            f"Version {record.version} of {record.model!r} failed to load "
+            f"({type(exc).__name__}); the inference log has the details."
+        ) from None
+    signature = getattr(predictor, "signature", None) or signature
+    warm_up(predictor, signature, record)
+    return Prepared(record, predictor, signature, time.perf_counter() - started)
+
+
+def warm_up(predictor: Any, signature: Any, record: VersionRecord) -> None:
+    """One predict on a zero row, so the first client never pays lazy set-up, and a version that
+    cannot predict at all never takes traffic."""
+    n_features = getattr(signature, "n_features", None)
+    if not n_features:
+        log.info("%s version %d has no feature count: no warm-up", record.model, record.version)
+        return
+    dtype = InputSpec.from_signature(signature, 1).dtype
+    row = np.zeros((1, n_features), dtype=dtype) if dtype.kind != "O" else \
+        np.full((1, n_features), "", dtype=object)
+    try:
+        predictor.predict(row)
+        if getattr(predictor, "has_proba", False):
+            predictor.predict_proba(row)
+    except Exception as exc:
+        log.warning("warm-up of %s version %d failed: %r", record.model, record.version, exc)
+        raise ModelUnavailable(
+            f"Version {record.version} of {record.model!r} failed its warm-up prediction "
+            f"({type(exc).__name__}); it is not served."
+        ) from None
+
+
+def _signature(record: VersionRecord) -> Any:
+    if not record.signature:
+        return None
+    from app.formats.signature import Signature
+
+    try:
+        return Signature.from_dict(record.signature)
+    except Exception:
+        log.warning("%s version %d has an unreadable signature", record.model, record.version)
+        return None
+
+
+def outputs_of(predictor: Any, signature: Any) -> tuple[str, ...]:
+    outputs = ["predict"]
+    if getattr(predictor, "has_proba", False):
+        outputs.append("predict_proba")
+    return tuple(outputs)

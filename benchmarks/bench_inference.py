@@ -1,0 +1,244 @@
+"""Inference speed: our server against a hand-written FastAPI app and the bare-ASGI ceiling.
+
+Starts, in one run: `modeldepot inference` over a temporary data dir holding a
+LogisticRegression and a RandomForest (100 trees, depth 10) on 20 features; the naive app and the
+peak app from ../shared/baselines (run from there). Every server is pinned to core 0, the load
+generator (wrk with a Lua script for POST bodies) to core 1, with one BLAS/OpenMP thread each.
+Prints req/s, p50 and p99 for each model, batch 1 and 100, concurrency 1 and 64, the ratios to the
+naive app and to the ceiling, and the median of the rounds.
+
+    .venv/bin/python benchmarks/bench_inference.py            # 3 rounds of 4 s (about 8 min)
+    .venv/bin/python benchmarks/bench_inference.py --quick    # 1 round of 2 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BASELINES = Path(os.environ.get("MODELDEPOT_BASELINES", ROOT.parent / "shared" / "baselines"))
+SERVER_CORE, LOAD_CORE = "0", "1"
+THREAD_ENV = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
+N_FEATURES = 20
+MODELS = ("lr", "rf")
+BATCHES = (1, 100)
+CONCURRENCY = (1, 64)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_models(work: Path) -> dict[str, Any]:
+    """Fit both models, write joblib files for the naive app, register skops versions for ours."""
+    import joblib
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from app.config import Paths
+    from app.formats.signature import signature_from_estimator
+    from app.store import NewVersion, Store
+    from tests.models import write_skops
+
+    X, y = make_classification(n_samples=3000, n_features=N_FEATURES, n_informative=10,
+                               random_state=0)
+    fitted = {
+        "lr": LogisticRegression(max_iter=1000).fit(X, y),
+        "rf": RandomForestClassifier(n_estimators=100, max_depth=10, random_state=0).fit(X, y),
+    }
+    store = Store(Paths(work / "home"))
+    for name, model in fitted.items():
+        joblib.dump(model, work / f"{name}.joblib")
+        path = write_skops(work / f"{name}.skops", model)
+        temp, sha, size = store.blobs.receive(iter([path.read_bytes()]))
+        sig = signature_from_estimator(model).to_dict()
+        store.add_version(name, temp, sha, size, NewVersion(format="skops", signature=sig))
+        store.set_alias(name, "production", 1)
+    store.close()
+    rows = X[:100].round(4)
+    per_call = {}
+    for name, model in fitted.items():  # what one predict call costs, for the p50 target
+        times = []
+        for _ in range(200):
+            t = time.perf_counter()
+            model.predict(rows[:1])
+            times.append(time.perf_counter() - t)
+        per_call[name] = statistics.median(times) * 1000
+    return {"rows": rows.tolist(), "predict_ms": per_call}
+
+
+class Server:
+    def __init__(self, label: str, argv: list[str], env: dict[str, str], port: int,
+                 health: str) -> None:
+        self.label, self.port = label, port
+        full_env = {**os.environ, **THREAD_ENV, **env}
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *argv], env=full_env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{label} exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{health}", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def uvicorn_argv(app: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", app, "--app-dir", str(BASELINES), "--port", str(port),
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+
+
+def start_servers(work: Path) -> dict[str, Server]:
+    servers: dict[str, Server] = {}
+    port = free_port()
+    servers["ours"] = Server(
+        "ours", [sys.executable, "-m", "app", "inference", "--inference-port", str(port),
+                 "--log-level", "warning"],
+        {"MODELDEPOT_HOME": str(work / "home"), "PYTHONPATH": str(ROOT)}, port, "/v2/health/ready")
+    for name in MODELS:
+        port = free_port()
+        servers[f"naive-{name}"] = Server(f"naive-{name}", uvicorn_argv("naive_app:app", port),
+                                          {"MODEL_PATH": str(work / f"{name}.joblib")}, port,
+                                          "/health")
+    port = free_port()
+    servers["ceiling"] = Server("ceiling", uvicorn_argv("peak_app:app", port), {}, port, "/")
+    return servers
+
+
+LUA = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = io.open("{body}", "rb"):read("*a")
+"""
+
+
+def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, float]:
+    duration = f"-d{max(1, round(seconds))}s"  # wrk takes whole seconds
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", duration, "--latency",
+         "-s", str(script), url],
+        capture_output=True, text=True, check=True, timeout=seconds + 60,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": _latency(out, "50%"), "p99": _latency(out, "99%"),
+            "errors": float(errors.group(1)) if errors else 0.0}
+
+
+def _latency(out: str, label: str) -> float:
+    value, unit = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one round of 2 s per cell")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds = 1, 2.0
+    if shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install wrk", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="bench-inference-"))
+    info = make_models(work)
+    bodies: dict[int, Path] = {}
+    scripts: dict[int, Path] = {}
+    for batch in BATCHES:
+        bodies[batch] = work / f"body-{batch}.json"
+        bodies[batch].write_text(json.dumps({"instances": info["rows"][:batch]}))
+        scripts[batch] = work / f"post-{batch}.lua"
+        scripts[batch].write_text(LUA.format(body=bodies[batch]))
+    servers = start_servers(work)
+    urls = {"ceiling": lambda m: f"http://127.0.0.1:{servers['ceiling'].port}/predict",
+            "naive": lambda m: f"http://127.0.0.1:{servers[f'naive-{m}'].port}/predict",
+            "ours": lambda m: f"http://127.0.0.1:{servers['ours'].port}/v1/models/{m}/predict"}
+    results: dict[tuple[str, str, int, int], list[dict[str, float]]] = {}
+    try:
+        for url in [urls["ours"](m) for m in MODELS] + [urls["naive"](m) for m in MODELS]:
+            wrk(url, scripts[1], 8, 1.0)  # warm up every server and model
+        for round_ in range(args.rounds):
+            for model in MODELS:
+                for batch in BATCHES:
+                    for conc in CONCURRENCY:
+                        for kind in ("ceiling", "naive", "ours"):  # back to back, same conditions
+                            if kind == "ceiling" and model != MODELS[0]:
+                                continue  # the ceiling serves no model: measured once per cell
+                            r = wrk(urls[kind](model), scripts[batch], conc, args.seconds)
+                            results.setdefault((kind, model, batch, conc), []).append(r)
+            print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, info["predict_ms"], args)
+    if args.json:
+        args.json.write_text(json.dumps({"|".join(map(str, k)): v for k, v in results.items()},
+                                        indent=1))
+    return 0
+
+
+def report(results: dict[tuple[str, str, int, int], list[dict[str, float]]],
+           predict_ms: dict[str, float], args: argparse.Namespace) -> None:
+    def med(kind: str, model: str, batch: int, conc: int, key: str) -> float:
+        runs = results[(kind, model if kind != "ceiling" else MODELS[0], batch, conc)]
+        return statistics.median(r[key] for r in runs)
+
+    print(f"\nmedian of {args.rounds} round(s) x {args.seconds:g} s; "
+          f"servers on core {SERVER_CORE}, wrk on core {LOAD_CORE}; one predict call (1 row): "
+          + ", ".join(f"{m} {v:.3f} ms" for m, v in predict_ms.items()))
+    header = (f"{'model':<5} {'batch':>5} {'conc':>4} | {'ceiling':>8} {'p50':>6} {'p99':>6} | "
+              f"{'naive':>7} {'p50':>6} {'p99':>6} | {'ours':>7} {'p50':>6} {'p99':>6} | "
+              f"{'x naive':>7} {'/ceil':>6} {'errors':>6}")
+    print(header)
+    print("-" * len(header))
+    for model in MODELS:
+        for batch in BATCHES:
+            for conc in CONCURRENCY:
+                cells = [(med(k, model, batch, conc, "rps"), med(k, model, batch, conc, "p50"),
+                          med(k, model, batch, conc, "p99")) for k in ("ceiling", "naive", "ours")]
+                errors = sum(r["errors"] for k in ("naive", "ours")
+                             for r in results[(k, model, batch, conc)])
+                (c, cp50, cp99), (n, np50, np99), (o, op50, op99) = cells
+                print(f"{model:<5} {batch:>5} {conc:>4} | {c:>8.0f} {cp50:>6.2f} {cp99:>6.2f} | "
+                      f"{n:>7.0f} {np50:>6.2f} {np99:>6.2f} | "
+                      f"{o:>7.0f} {op50:>6.2f} {op99:>6.2f} | "
+                      f"{o / n:>7.1f} {o / c:>6.2f} {errors:>6.0f}")
+    print("(req/s; p50 and p99 in ms; x naive = ours / naive; /ceil = ours / ceiling)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
