@@ -44,11 +44,43 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def cmd_registry(args: argparse.Namespace) -> int:
     from app.logs import setup_logging
     from app.registry.server import serve_registry
+    from app.supervisor.parentwatch import watch_parent
 
     settings = settings_from(args)
     setup_logging("registry", settings.log_level, settings.paths.logs)
+    watch_parent()
     serve_registry(settings)
     return 0
+
+
+def cmd_inference(args: argparse.Namespace) -> int:
+    from app.inference.server import serve_inference
+    from app.logs import setup_logging
+    from app.supervisor.parentwatch import watch_parent
+
+    settings = settings_from(args)
+    setup_logging("inference", settings.log_level, settings.paths.logs)
+    watch_parent()
+    serve_inference(settings)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from app.supervisor.commands import run_serve
+
+    return run_serve(settings_from(args), open_browser=args.open)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from app.supervisor.commands import run_status
+
+    return run_status(settings_from(args), as_json=args.json)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from app.supervisor.commands import run_stop
+
+    return run_stop(settings_from(args))
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
@@ -187,7 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    serve = command("serve", cmd_serve, "Start both servers and keep them running.", None)
+    serve.add_argument("--open", action="store_true",
+                       help="Open the dashboard in the browser once ready (or at the running one).")
+    status = command("status", cmd_status, "Show whether ModelDepot is running, and where.",
+                     CLIENT_SETTINGS)
+    status.add_argument("--json", action="store_true")
+    command("stop", cmd_stop, "Stop a running `modeldepot serve`.", ("home",))
     command("registry", cmd_registry, "Run the registry server (Flask on waitress).", None)
+    command("inference", cmd_inference, "Run the inference server (FastAPI on uvicorn).", None)
     command("paths", cmd_paths, "Print where ModelDepot keeps everything.", ("home",))
     command("token", cmd_token, "Print the API token (created on first use).", ("home", "token"))
     command("version", cmd_version, "Print the version.", ())
@@ -227,8 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def started_without_terminal() -> bool:
+    return not (sys.stdin and sys.stdin.isatty()) and not (sys.stdout and sys.stdout.isatty())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if argv is None and len(sys.argv) == 1 and started_without_terminal():
+        argv = ["serve", "--open"]  # a double-click: there is no terminal to print help to
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

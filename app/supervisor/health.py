@@ -1,0 +1,57 @@
+"""Health probes over plain HTTP, on the standard library.
+
+A probe never raises: a refused connection, a timeout or a 5xx all mean "not healthy", and the
+watch loop decides what that means for the child.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+def url_host(host: str) -> str:
+    """The address to reach a server bound to `host`, as it goes in a URL.
+
+    A server bound to every interface is reached on loopback; an IPv6 literal needs brackets.
+    """
+    host = host.strip("[]")
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def base_url(host: str, port: int) -> str:
+    return f"http://{url_host(host)}:{port}"
+
+
+@dataclass(frozen=True)
+class Probe:
+    status: int | None  # None: no HTTP answer at all
+    body: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+def probe(host: str, port: int, path: str, timeout: float = 1.0) -> Probe:
+    """GET `path` and return the status code and the JSON body (if any)."""
+    conn = http.client.HTTPConnection(url_host(host).strip("[]"), port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Accept": "application/json", "Connection": "close"})
+        response = conn.getresponse()
+        raw = response.read(64 << 10)
+    except (OSError, http.client.HTTPException):
+        return Probe(None)
+    finally:
+        conn.close()
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    return Probe(response.status, body)

@@ -1,0 +1,112 @@
+"""One supervisor per data dir: an OS file lock on `<home>/serve.lock`.
+
+The lock is an flock (POSIX) or a locked byte (Windows), which the kernel drops when the holder
+dies however it dies, so a lock file left behind by a SIGKILL or a power cut is stale by
+construction: the next supervisor simply takes it. The file also carries the holder's pid, for
+`modeldepot stop` and for the "already running" message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+LOCK_NAME = "serve.lock"
+# Windows locks byte ranges and refuses reads of a locked range, so lock a byte far past the pid.
+_WINDOWS_LOCK_OFFSET = 1 << 20
+
+
+def lock_path(home: Path) -> Path:
+    return home / LOCK_NAME
+
+
+def _try_lock(f: IO[bytes]) -> bool:
+    if sys.platform == "win32":
+        import msvcrt
+
+        f.seek(_WINDOWS_LOCK_OFFSET)
+        try:
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _unlock(f: IO[bytes]) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+
+        f.seek(_WINDOWS_LOCK_OFFSET)
+        msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+class InstanceLock:
+    """Held for the supervisor's whole life. Not inherited by children (PEP 446 descriptors)."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = lock_path(home)
+        self._file: IO[bytes] | None = None
+
+    def acquire(self, patience: float = 1.0) -> bool:
+        """Take the lock, retrying briefly: `status` and `stop` probe it for an instant."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+b")  # noqa: SIM115 - held open for the process's life
+        deadline = time.monotonic() + patience
+        while not _try_lock(f):
+            if time.monotonic() >= deadline:
+                f.close()
+                return False
+            time.sleep(0.05)
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n".encode())
+        f.flush()
+        self._file = f
+        return True
+
+    def release(self) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.seek(0)
+            self._file.truncate()
+            _unlock(self._file)
+        finally:
+            self._file.close()
+            self._file = None
+
+
+def holder(home: Path) -> int | None:
+    """The pid of the running supervisor on this data dir, or None if nobody holds the lock."""
+    path = lock_path(home)
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - read-only suffices for flock (and other users)
+    except FileNotFoundError:
+        return None
+    with f:
+        if _try_lock(f):  # free: whatever pid the file names is stale
+            _unlock(f)
+            return None
+        f.seek(0)
+        try:
+            return int(f.read(32).split()[0])
+        except (ValueError, IndexError):
+            return 0  # held, but the holder has not written its pid yet
+
+
+def is_held(home: Path) -> bool:
+    return holder(home) is not None

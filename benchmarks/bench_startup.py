@@ -1,0 +1,157 @@
+"""Start-up figures of `modeldepot serve`, from source.
+
+1. Time from launching `python -m app serve` to both servers answering their health checks
+   (registry /api/v1/health and inference /v2/health/ready both 200), median of 5 runs, each on
+   a fresh data dir. Goal: under 1.5 s.
+2. Idle memory of all processes together (supervisor, registry, inference, and anything they
+   started), a few seconds after ready: the sum of RSS (counts shared pages once per process, so
+   an upper bound) and the sum of PSS (shared pages split between sharers). Goal: under 250 MB.
+3. The supervisor alone: time to import what `serve` needs (it must stay small).
+
+Run: .venv/bin/python benchmarks/bench_startup.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.live import free_port  # noqa: E402
+
+
+def answers(port: int, path: str) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def memory_kb(pid: int, field: str, source: str) -> int:
+    try:
+        with open(f"/proc/{pid}/{source}") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().split(b"\0")
+    except OSError:
+        return "?"
+    return " ".join(w.decode(errors="replace") for w in words[1:4] if w)
+
+
+def one_run(idle_seconds: float) -> tuple[float, dict[str, Any] | None]:
+    home = Path(tempfile.mkdtemp(prefix="modeldepot-bench-"))
+    registry_port, inference_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELDEPOT_")}
+    env.pop("NOTIFY_SOCKET", None)
+    command = [sys.executable, "-m", "app", "serve", "--home", str(home),
+               "--registry-port", str(registry_port), "--inference-port", str(inference_port)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while not (answers(registry_port, "/api/v1/health")
+                   and answers(inference_port, "/v2/health/ready")):
+            if proc.poll() is not None:
+                raise SystemExit(f"serve exited with {proc.returncode}")
+            if time.perf_counter() - started > 60:
+                raise SystemExit("not ready within 60 s")
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        memory = None
+        if idle_seconds:
+            time.sleep(idle_seconds)
+            pids = descendants(proc.pid)
+            memory = {
+                "processes": len(pids),
+                "rss_mb": sum(memory_kb(p, "VmRSS", "status") for p in pids) / 1024,
+                "pss_mb": sum(memory_kb(p, "Pss", "smaps_rollup") for p in pids) / 1024,
+                "per_process": [(memory_kb(p, "VmRSS", "status") / 1024, command_line(p))
+                                for p in pids],
+            }
+        return elapsed, memory
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def supervisor_import_ms() -> float:
+    code = ("import time; t = time.perf_counter(); import app.cli, app.supervisor.commands; "
+            "print((time.perf_counter() - t) * 1000)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    return float(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--idle", type=float, default=3.0, help="seconds idle before measuring")
+    args = parser.parse_args()
+
+    print(f"== modeldepot serve from source ({sys.executable}), {args.runs} runs")
+    times, memory = [], None
+    for i in range(args.runs):
+        elapsed, mem = one_run(args.idle if i == args.runs - 1 else 0.0)
+        times.append(elapsed)
+        memory = mem or memory
+        print(f"run {i + 1}: both ready in {elapsed:.3f} s")
+    median = statistics.median(times)
+    print(f"\nstart to both ready: median {median:.3f} s, min {min(times):.3f}, "
+          f"max {max(times):.3f} (goal < 1.5 s) {'OK' if median < 1.5 else 'OVER'}")
+    if memory:
+        print(f"idle memory, {memory['processes']} processes: RSS {memory['rss_mb']:.0f} MB, "
+              f"PSS {memory['pss_mb']:.0f} MB (goal < 250 MB) "
+              f"{'OK' if memory['rss_mb'] < 250 else 'OVER (RSS)'}")
+        for mb, cmd in memory["per_process"]:
+            print(f"  {mb:6.0f} MB  {cmd}")
+    print(f"supervisor imports (app.cli + app.supervisor.commands): "
+          f"{supervisor_import_ms():.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
