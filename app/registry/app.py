@@ -12,8 +12,8 @@ from app.config import Settings
 from app.errors import ModelDepotError
 from app.registry import models_api, versions_api
 from app.registry.api import ApiBlueprint, json_response, openapi_document
-from app.registry.schemas import Health
 from app.registry.context import Registry
+from app.registry.schemas import Health
 from app.security import SecurityPolicy, load_or_create_token
 from app.store import Store
 

@@ -40,9 +40,9 @@ def _warm_imports() -> None:
     """Import scikit-learn, skops and ONNX now, so the first upload does not wait ~2 s for them."""
     try:
         import onnx  # noqa: F401
-        import skops.io  # noqa: F401
         import sklearn.ensemble  # noqa: F401
         import sklearn.linear_model  # noqa: F401
+        import skops.io  # noqa: F401
 
         import app.formats.inspection  # noqa: F401
     except Exception:  # a broken optional import shows up, with its cause, on the upload itself

@@ -26,6 +26,7 @@ from app.store.blobs import BlobStore
 from app.store.db import Database
 from app.store.names import LATEST, check_alias, check_name, parse_ref
 from app.store.records import ModelRecord, VersionRecord
+from app.store.references import is_referenced
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -471,10 +472,7 @@ class Store:
     def _trash_unreferenced(self, conn: sqlite3.Connection, digests: set[str]) -> list[Path]:
         trashed = []
         for sha in digests:
-            still_used = conn.execute(
-                "SELECT 1 FROM versions WHERE sha256 = ? LIMIT 1", (sha,)
-            ).fetchone()
-            if still_used:
+            if is_referenced(conn, sha):
                 continue
             source = self.blobs.path(sha)
             target = self.paths.tmp / f"{TRASH_PREFIX}{sha}"

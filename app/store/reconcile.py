@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from app.store.blobs import TEMP_PREFIX, file_sha256
 from app.store.catalog import TRASH_PREFIX, Store
+from app.store.references import all_digests, live_digests
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,7 @@ def reconcile(store: Store) -> ReconcileReport:
     report = ReconcileReport()
     blobs = store.blobs
     with store.db.write() as conn:
-        referenced = {
-            r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM versions WHERE sha256 IS NOT NULL")
-        }
+        referenced = all_digests(conn)
         for entry in list(blobs.tmp.iterdir()):
             if entry.name.startswith(TRASH_PREFIX):
                 sha = entry.name.removeprefix(TRASH_PREFIX)
@@ -76,12 +75,7 @@ def reconcile(store: Store) -> ReconcileReport:
                 )
                 report.missing_corrupt += 1
 
-        live = {
-            r[0] for r in conn.execute(
-                "SELECT DISTINCT sha256 FROM versions WHERE sha256 IS NOT NULL "
-                "AND status IN ('ready', 'corrupt')"
-            )
-        }
+        live = live_digests(conn)
         for sha in list(blobs.all_digests()):
             if sha not in live:
                 blobs.remove(sha)

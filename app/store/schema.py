@@ -72,5 +72,51 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (model_id, alias)
     );
     CREATE INDEX aliases_by_version ON aliases (version_id)
+    """,    # 2: datasets, durable training/compile jobs with their logs, and ONNX twins of versions.
+    # Dataset files and twin files live in the blob store beside model files, named by sha256.
+    """
+    CREATE TABLE datasets (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL DEFAULT '',
+        size INTEGER NOT NULL,
+        row_count INTEGER NOT NULL,
+        columns TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('train', 'compile')),
+        status TEXT NOT NULL
+            CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+        spec TEXT NOT NULL,
+        progress REAL NOT NULL DEFAULT 0,
+        step TEXT NOT NULL DEFAULT '',
+        metrics TEXT NOT NULL DEFAULT '{}',
+        model TEXT,
+        version INTEGER,
+        error TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        worker_pid INTEGER,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL
+    );
+    CREATE INDEX jobs_by_status ON jobs (status, created_at);
+
+    CREATE TABLE job_log (
+        job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        at REAL NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    );
+
+    ALTER TABLE versions ADD COLUMN dataset_id TEXT;
+    ALTER TABLE versions ADD COLUMN twin_status TEXT NOT NULL DEFAULT 'none';
+    ALTER TABLE versions ADD COLUMN twin_sha256 TEXT;
+    ALTER TABLE versions ADD COLUMN twin_report TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX versions_by_twin ON versions (twin_sha256)
     """,
 )

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import skops.io
 import sklearn
+import skops.io
 
 from app.errors import InvalidModelFile, TrustRequired, Unprocessable, UnsafeModel
 from app.formats import ZipLimits, inspect_file, load_predictor
