@@ -122,19 +122,29 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 # -- client commands -------------------------------------------------------------------------
 
-def registry_client(args: argparse.Namespace) -> Any:
-    from app.client import Client, read_server_file
+def server_client(args: argparse.Namespace, role: str = "registry") -> Any:
+    """A client for the running `role` server ("registry" or "inference"), with the token.
+
+    An explicit port setting wins; otherwise the running supervisor's `server.json` says where.
+    """
+    from app.client import Client
     from app.security import load_or_create_token
+    from app.supervisor.discovery import read_server_file
 
     settings = settings_from(args)
-    url = f"http://{settings.host}:{settings.registry_port}"
-    if "registry_port" not in settings.sources:
+    port_setting = f"{role}_port"
+    url = f"http://{settings.host}:{getattr(settings, port_setting)}"
+    if port_setting not in settings.sources:
         running = read_server_file(settings.paths.server_file) or {}
-        url = running.get("registry_url", url)
+        url = running.get(f"{role}_url", url)
     token = settings.token
     if token is None and settings.paths.token_file.exists():
         token = load_or_create_token(settings.paths.token_file)
     return Client(url, token)
+
+
+def registry_client(args: argparse.Namespace) -> Any:
+    return server_client(args, "registry")
 
 
 def _print(data: Any, as_json: bool) -> None:
@@ -203,6 +213,32 @@ def cmd_models_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """POST a simple-JSON body to the inference server and print its answer."""
+    if args.input is not None:
+        text = args.input
+    elif args.file is not None:
+        text = sys.stdin.read() if str(args.file) == "-" else args.file.read_text(encoding="utf-8")
+    else:
+        text = sys.stdin.read()
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise ModelDepotError(f"The input is not valid JSON: {exc}.") from exc
+    if isinstance(body, list):
+        body = {"instances": body}
+    if not isinstance(body, dict):
+        raise ModelDepotError('Give a JSON object such as {"instances": [[1, 2, 3]]}, or a list.')
+    if args.proba:
+        body["proba"] = True
+    path = f"/v1/models/{quote(args.name, safe='')}"
+    if args.version:
+        path += f"/versions/{quote(args.version, safe='')}"
+    _print(server_client(args, "inference").request("POST", path + "/predict", json_body=body),
+           True)
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("version", nargs="?")
     p.add_argument("--force", action="store_true", help="Delete even if aliases point into it.")
+    p = command("predict", cmd_predict, "Ask the inference server for predictions.")
+    p.add_argument("name", help="Model name.")
+    p.add_argument("--version", help="Number, 'latest' or alias (default: production, else latest).")
+    p.add_argument("--input", "-i", help='JSON body or list of rows, e.g. \'[[5.1, 3.5, 1.4, 0.2]]\'.')
+    p.add_argument("--file", "-f", type=Path, help="Read the JSON from a file ('-' for stdin).")
+    p.add_argument("--proba", action="store_true", help="Also return class probabilities.")
     return parser
 
 

@@ -127,16 +127,3 @@ class Client:
             body=body,  # type: ignore[arg-type]
             headers={"Content-Type": body.content_type, "Content-Length": str(body.length)},
         )
-
-
-def read_server_file(path: Path) -> dict[str, Any] | None:
-    """The supervisor's discovery file (`server.json`), if a supervisor wrote one."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def env_token() -> str | None:
-    return os.environ.get("MODELDEPOT_TOKEN") or None
