@@ -29,7 +29,15 @@ from app.inference.cache import ModelCache
 from app.inference.fastpath import PredictionRoutes
 from app.inference.loaded import Loader, ModelUnavailable
 from app.inference.metrics import CONTENT_TYPE_LATEST, InferenceMetrics
-from app.inference.middleware import SecurityMiddleware, error_body, error_status
+from app.inference.middleware import (
+    ASGIApp,
+    Receive,
+    Scope,
+    SecurityMiddleware,
+    Send,
+    error_body,
+    error_status,
+)
 from app.inference.watcher import StoreWatcher, open_store
 from app.security import SecurityPolicy, load_or_create_token
 from app.store import Store
@@ -47,7 +55,7 @@ class JSON(Response):
 
 
 def create_app(settings: Settings, store: Store | None = None, *,
-               loader: Loader | None = None) -> FastAPI:
+               loader: Loader | None = None) -> InferenceApp:
     """Build the inference app. Without `store`, the data dir's database is opened read-only
     (now, or by the watcher once the registry has created it)."""
     if loader is None:
@@ -76,7 +84,7 @@ def create_app(settings: Settings, store: Store | None = None, *,
             if own_store and cache.store is not None:
                 cache.store.close()
 
-    app = FastAPI(title="ModelDepot inference", version=__version__, lifespan=lifespan,
+    app = InferenceApp(title="ModelDepot inference", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None,
                   default_response_class=JSON)
     app.state.cache = cache
@@ -88,10 +96,27 @@ def create_app(settings: Settings, store: Store | None = None, *,
 
     token = settings.token or load_or_create_token(settings.paths.token_file)
     policy = SecurityPolicy(token, settings.effective_auth, settings.allowed_hosts)
-    app.add_middleware(PredictionRoutes, cache=cache, metrics=metrics,  # type: ignore[arg-type]
-                       max_request_bytes=settings.max_request_bytes)
-    app.add_middleware(SecurityMiddleware, policy=policy)  # type: ignore[arg-type]
+    app.front = SecurityMiddleware(
+        PredictionRoutes(app.serve_rest, cache, metrics, settings.max_request_bytes), policy
+    )
     return app
+
+
+class InferenceApp(FastAPI):
+    """FastAPI with the security gate and the prediction fast path in front of everything.
+
+    They wrap the application itself rather than sitting in Starlette's middleware stack, so a
+    prediction skips the error and exception middlewares as well as routing; the fast path
+    answers its own errors, including unexpected ones, as JSON.
+    """
+
+    front: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.front(scope, receive, send)
+
+    async def serve_rest(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def _add_routes(app: FastAPI, cache: ModelCache, metrics: InferenceMetrics) -> None:
