@@ -20,8 +20,8 @@ from app.registry.schemas import (
     VersionPage,
     VersionPatch,
 )
-from app.registry.uploads import receive_upload
-from app.store import NewVersion
+from app.registry.uploads import ReceivedUpload, receive_upload
+from app.store import NewVersion, VersionRecord
 from app.store.names import check_alias, check_description, check_name, check_tags
 
 log = logging.getLogger(__name__)
@@ -34,51 +34,67 @@ EXTENSIONS = {"skops": "skops", "onnx": "onnx", "pickle": "joblib", "mlflow": "z
 def upload_version(name: str) -> Response:
     reg = registry()
     check_name(name)
+    upload = receive_model_file()
+    try:
+        raw_meta = upload.fields.get("metadata")
+        meta = parse_model(VersionMetadata, raw_meta, "metadata") if raw_meta else VersionMetadata()
+        record = store_upload(name, upload, meta, reg.policy.token_presented(request.headers))
+    finally:
+        upload.discard()
+    return json_response(record.to_dict(), 201)
+
+
+def receive_model_file(text_fields: tuple[str, ...] = ("metadata",)) -> ReceivedUpload:
+    """The request's multipart body, its `file` part streamed to a temp file under the limit."""
+    reg = registry()
     limit = reg.settings.max_upload_bytes
     if request.content_length is not None and request.content_length > limit + (1 << 20):
         raise PayloadTooLarge(
             f"The upload is larger than the limit of {limit} bytes (setting max_upload_bytes)."
         )
-    upload = receive_upload(request.stream, request.content_type, reg.store.blobs, limit=limit)
-    try:
-        raw_meta = upload.fields.get("metadata")
-        meta = parse_model(VersionMetadata, raw_meta, "metadata") if raw_meta else VersionMetadata()
-        check_description(meta.description)
-        check_tags(meta.tags)
-        declared = Signature.from_dict(meta.signature) if meta.signature is not None else None
-        if meta.trust and not reg.policy.token_presented(request.headers):
-            # Checked before inspection: with trust, inspection loads the file, which runs code.
-            raise Unauthorized(
-                "Trusting a pickle means running its code on this machine, so trust=true needs "
-                "the API token even when other writes don't."
-            )
-        inspection = inspect_file(
-            upload.temp, trust=meta.trust, filename=upload.filename, declared_signature=declared
+    return receive_upload(request.stream, request.content_type, reg.store.blobs, limit=limit,
+                          text_fields=text_fields)
+
+
+def store_upload(
+    name: str, upload: ReceivedUpload, meta: VersionMetadata, token_presented: bool
+) -> VersionRecord:
+    """Check, inspect and store a received file: the one path the API and the dashboard share."""
+    reg = registry()
+    check_description(meta.description)
+    check_tags(meta.tags)
+    declared = Signature.from_dict(meta.signature) if meta.signature is not None else None
+    if meta.trust and not token_presented:
+        # Checked before inspection: with trust, inspection loads the file, which runs code.
+        raise Unauthorized(
+            "Trusting a pickle means running its code on this machine, so trust=true needs "
+            "the API token even when other writes don't."
         )
-        record = reg.store.add_version(
-            name,
-            upload.temp,
-            upload.sha256,
-            upload.size,
-            NewVersion(
-                format=inspection.format,
-                format_detail=inspection.format_detail,
-                signature=inspection.signature.to_dict() if inspection.signature else None,
-                metrics=meta.metrics,
-                params=meta.params,
-                description=meta.description,
-                source="upload",
-                imported_globals=inspection.imported_globals,
-                environment=inspection.environment,
-                warnings=inspection.warnings,
-                tags=meta.tags,
-            ),
-        )
-    finally:
-        upload.discard()
+    inspection = inspect_file(
+        upload.temp, trust=meta.trust, filename=upload.filename, declared_signature=declared
+    )
+    record = reg.store.add_version(
+        name,
+        upload.temp,
+        upload.sha256,
+        upload.size,
+        NewVersion(
+            format=inspection.format,
+            format_detail=inspection.format_detail,
+            signature=inspection.signature.to_dict() if inspection.signature else None,
+            metrics=meta.metrics,
+            params=meta.params,
+            description=meta.description,
+            source="upload",
+            imported_globals=inspection.imported_globals,
+            environment=inspection.environment,
+            warnings=inspection.warnings,
+            tags=meta.tags,
+        ),
+    )
     log.info("stored %s version %d (%s, %d bytes)", name, record.version, record.format,
              record.size or 0)
-    return json_response(record.to_dict(), 201)
+    return record
 
 
 @api.route("GET", "/models/<name>/versions", "List a model's versions, newest first",
