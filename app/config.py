@@ -59,6 +59,17 @@ def _parse_list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _parse_pool_size(value: str) -> int:
+    size = int(value)
+    if size < 1:
+        raise ValueError("must be at least 1")
+    return size
+
+
+# Cores minus one, so the registry itself keeps a core to answer requests while jobs train.
+DEFAULT_POOL_SIZE = max(1, (os.cpu_count() or 2) - 1)
+
+
 def _default_home() -> str:
     import platformdirs
 
@@ -97,6 +108,10 @@ SETTINGS: tuple[Setting, ...] = (
             _parse_size),
     Setting("cache_memory_mb", 2048, "Memory budget of loaded models; least used go first.", int),
     Setting("poll_interval_ms", 200, "How often inference checks the store for changes.", int),
+    Setting("pool_size", DEFAULT_POOL_SIZE, "Training processes run at once; more jobs queue "
+            "(default: cores minus one, at least one).", _parse_pool_size),
+    Setting("max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).",
+            _parse_size),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -155,6 +170,8 @@ class Settings:
     max_request_bytes: int = 32 << 20
     cache_memory_mb: int = 2048
     poll_interval_ms: int = 200
+    pool_size: int = DEFAULT_POOL_SIZE
+    max_dataset_bytes: int = 1 << 30
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
