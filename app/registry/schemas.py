@@ -96,6 +96,9 @@ class Version(BaseModel):
     imported_globals: list[str]
     environment: dict[str, str]
     warnings: list[str]
+    dataset_id: str | None = Field(
+        default=None, description="The dataset a training job fitted this version on."
+    )
     created_at: str
     updated_at: str
 

@@ -53,6 +53,7 @@ class NewVersion:
     environment: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    dataset_id: str | None = None  # the dataset a training job fitted it on
 
 
 def encode_token(key: Any) -> str:
@@ -279,14 +280,15 @@ class Store:
                 cur = conn.execute(
                     "INSERT INTO versions (model_id, version, status, format, format_detail, "
                     "sha256, size, signature, metrics, params, description, source, "
-                    "imported_globals, environment, warnings, created_at, updated_at) "
-                    "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "imported_globals, environment, warnings, created_at, updated_at, dataset_id) "
+                    "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         model_id, number, new.format, new.format_detail, sha256, size,
                         json.dumps(new.signature) if new.signature is not None else None,
                         json.dumps(new.metrics), json.dumps(new.params), new.description,
                         new.source, json.dumps(list(new.imported_globals)),
                         json.dumps(new.environment), json.dumps(list(new.warnings)), now, now,
+                        new.dataset_id,
                     ),
                 )
                 version_id = int(cur.lastrowid or 0)

@@ -40,6 +40,7 @@ class VersionRecord:
     updated_at: float
     tags: dict[str, str] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
+    dataset_id: str | None = None
 
     @classmethod
     def from_row(
@@ -67,6 +68,7 @@ class VersionRecord:
             updated_at=row["updated_at"],
             tags=tags,
             aliases=aliases,
+            dataset_id=row["dataset_id"],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +91,7 @@ class VersionRecord:
             "imported_globals": self.imported_globals,
             "environment": self.environment,
             "warnings": self.warnings,
+            "dataset_id": self.dataset_id,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }
