@@ -18,8 +18,10 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 from app.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from app.store.blobs import BlobStore
 
-READ_SIZE = 1 << 20
 MAX_FIELD_BYTES = 1 << 20
+# The decoder refuses to buffer more than MAX_FIELD_BYTES (part headers, a preamble); what it holds
+# between reads is at most a boundary's length, so a read must leave room for that.
+READ_SIZE = MAX_FIELD_BYTES // 4
 
 
 @dataclass
@@ -83,7 +85,8 @@ def receive_upload(
     except ValueError as exc:  # the decoder's word for a malformed body
         if received is not None:
             received[0].unlink(missing_ok=True)
-        raise BadRequest(f"The multipart body is malformed: {exc}.", code="invalid_multipart") from exc
+        raise BadRequest(f"The multipart body is malformed: {exc}.",
+                         code="invalid_multipart") from exc
     except BaseException:
         if received is not None:
             received[0].unlink(missing_ok=True)
