@@ -41,28 +41,28 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 # -- server commands -------------------------------------------------------------------------
 
-def cmd_registry(args: argparse.Namespace) -> int:
+def _run_server(args: argparse.Namespace, role: str, serve: Callable[[Settings], None]) -> int:
+    """A child of `serve` (or a server started by hand): log as `role`, die with the supervisor."""
     from app.logs import setup_logging
-    from app.registry.server import serve_registry
     from app.supervisor.parentwatch import watch_parent
 
     settings = settings_from(args)
-    setup_logging("registry", settings.log_level, settings.paths.logs)
+    setup_logging(role, settings.log_level, settings.paths.logs)
     watch_parent()
-    serve_registry(settings)
+    serve(settings)
     return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from app.registry.server import serve_registry
+
+    return _run_server(args, "registry", serve_registry)
 
 
 def cmd_inference(args: argparse.Namespace) -> int:
     from app.inference.server import serve_inference
-    from app.logs import setup_logging
-    from app.supervisor.parentwatch import watch_parent
 
-    settings = settings_from(args)
-    setup_logging("inference", settings.log_level, settings.paths.logs)
-    watch_parent()
-    serve_inference(settings)
-    return 0
+    return _run_server(args, "inference", serve_inference)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

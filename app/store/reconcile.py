@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from app.store.blobs import TEMP_PREFIX, file_sha256
 from app.store.catalog import TRASH_PREFIX, Store
-from app.store.references import all_digests, live_digests
+from app.store.references import referenced_digests
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def reconcile(store: Store) -> ReconcileReport:
     report = ReconcileReport()
     blobs = store.blobs
     with store.db.write() as conn:
-        referenced = all_digests(conn)
+        referenced = referenced_digests(conn, servable_only=False)
         for entry in list(blobs.tmp.iterdir()):
             if entry.name.startswith(TRASH_PREFIX):
                 sha = entry.name.removeprefix(TRASH_PREFIX)
@@ -75,7 +75,7 @@ def reconcile(store: Store) -> ReconcileReport:
                 )
                 report.missing_corrupt += 1
 
-        live = live_digests(conn)
+        live = referenced_digests(conn, servable_only=True)
         for sha in list(blobs.all_digests()):
             if sha not in live:
                 blobs.remove(sha)

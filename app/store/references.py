@@ -18,20 +18,12 @@ def is_referenced(conn: sqlite3.Connection, sha: str) -> bool:
     return any(conn.execute(q + " LIMIT 1", (sha,)).fetchone() for q in _REFERENCES)
 
 
-def live_digests(conn: sqlite3.Connection) -> set[str]:
-    """Digests a blob must keep: files of ready or corrupt versions, twins, datasets."""
+def referenced_digests(conn: sqlite3.Connection, *, servable_only: bool) -> set[str]:
+    """Digests rows name: twins and datasets always, model files of every version or, with
+    `servable_only`, of ready and corrupt versions only (a failed upload's file may go)."""
+    status = " AND status IN ('ready', 'corrupt')" if servable_only else ""
     rows = conn.execute(
-        "SELECT sha256 FROM versions WHERE sha256 IS NOT NULL AND status IN ('ready', 'corrupt') "
-        "UNION SELECT twin_sha256 FROM versions WHERE twin_sha256 IS NOT NULL "
-        "UNION SELECT id FROM datasets"
-    )
-    return {r[0] for r in rows}
-
-
-def all_digests(conn: sqlite3.Connection) -> set[str]:
-    """Every digest any row names, whatever its status (trash that must be put back)."""
-    rows = conn.execute(
-        "SELECT sha256 FROM versions WHERE sha256 IS NOT NULL "
+        f"SELECT sha256 FROM versions WHERE sha256 IS NOT NULL{status} "
         "UNION SELECT twin_sha256 FROM versions WHERE twin_sha256 IS NOT NULL "
         "UNION SELECT id FROM datasets"
     )

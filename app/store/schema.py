@@ -72,7 +72,8 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (model_id, alias)
     );
     CREATE INDEX aliases_by_version ON aliases (version_id)
-    """,    # 2: datasets, durable training/compile jobs with their logs, and ONNX twins of versions.
+    """,
+    # 2: datasets, durable training/compile jobs with their logs, and ONNX twins of versions.
     # Dataset files and twin files live in the blob store beside model files, named by sha256.
     """
     CREATE TABLE datasets (
