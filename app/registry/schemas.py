@@ -77,6 +77,13 @@ class Model(BaseModel):
     updated_at: str
 
 
+class Twin(BaseModel):
+    status: str = Field(description="none, queued, verified, failed or unsupported")
+    sha256: str | None = Field(description="The verified ONNX twin's file, if any")
+    enabled: bool = Field(description="False when the version tag twin=off asks for sklearn")
+    report: dict[str, Any] = Field(description="How the twin was checked, or why it failed")
+
+
 class Version(BaseModel):
     model: str
     version: int
@@ -99,6 +106,7 @@ class Version(BaseModel):
     dataset_id: str | None = Field(
         default=None, description="The dataset a training job fitted this version on."
     )
+    twin: Twin = Field(description="The compiled ONNX twin that inference serves when verified")
     created_at: str
     updated_at: str
 

@@ -247,9 +247,9 @@ class Store:
                     "serve. Delete them first, or repeat with ?force=true.",
                     code="has_aliases",
                 )
-            digests = {r[0] for r in conn.execute(
-                "SELECT sha256 FROM versions WHERE model_id = ? AND sha256 IS NOT NULL", (model_id,)
-            )}
+            digests = {d for r in conn.execute(
+                "SELECT sha256, twin_sha256 FROM versions WHERE model_id = ?", (model_id,)
+            ) for d in r if d is not None}  # model files and their ONNX twins
             conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
             trashed = self._trash_unreferenced(conn, digests)
             self._bump(conn)
@@ -418,7 +418,7 @@ class Store:
                     code="has_aliases",
                 )
             conn.execute("DELETE FROM versions WHERE id = ?", (row["id"],))
-            trashed = self._trash_unreferenced(conn, {row["sha256"]} - {None})
+            trashed = self._trash_unreferenced(conn, {row["sha256"], row["twin_sha256"]} - {None})
             self._bump(conn)
         return self._empty_trash(trashed)
 

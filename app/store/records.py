@@ -17,6 +17,9 @@ def iso(timestamp: float | None) -> str | None:
     )
 
 
+TWIN_TAG = "twin"
+
+
 @dataclass(frozen=True)
 class VersionRecord:
     id: int
@@ -41,6 +44,14 @@ class VersionRecord:
     tags: dict[str, str] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
     dataset_id: str | None = None
+    twin_status: str = "none"
+    twin_sha256: str | None = None
+    twin_report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def twin_enabled(self) -> bool:
+        """The per-version switch: the version tag `twin=off` serves it by scikit-learn."""
+        return self.tags.get(TWIN_TAG, "on").lower() != "off"
 
     @classmethod
     def from_row(
@@ -69,6 +80,9 @@ class VersionRecord:
             tags=tags,
             aliases=aliases,
             dataset_id=row["dataset_id"],
+            twin_status=row["twin_status"],
+            twin_sha256=row["twin_sha256"],
+            twin_report=json.loads(row["twin_report"] or "{}"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +106,8 @@ class VersionRecord:
             "environment": self.environment,
             "warnings": self.warnings,
             "dataset_id": self.dataset_id,
+            "twin": {"status": self.twin_status, "sha256": self.twin_sha256,
+                     "enabled": self.twin_enabled, "report": self.twin_report},
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }
