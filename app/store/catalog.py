@@ -23,7 +23,9 @@ from typing import Any
 from app.config import Paths
 from app.errors import BadRequest, Conflict, NotFound
 from app.store.blobs import BlobStore
+from app.store.datasets import DatasetStore
 from app.store.db import Database
+from app.store.jobs import JobStore
 from app.store.names import LATEST, check_alias, check_name, parse_ref
 from app.store.records import ModelRecord, VersionRecord
 from app.store.references import is_referenced
@@ -86,6 +88,8 @@ class Store:
         self.paths = paths
         self.db = Database(paths.database, readonly=readonly)
         self.blobs = BlobStore(paths.blobs, paths.tmp) if not readonly else _ReadOnlyBlobs(paths)
+        self.datasets = DatasetStore(self)
+        self.jobs = JobStore(self.db)
 
     def close(self) -> None:
         self.db.close()
