@@ -108,6 +108,8 @@ SETTINGS: tuple[Setting, ...] = (
             _parse_size),
     Setting("cache_memory_mb", 2048, "Memory budget of loaded models; least used go first.", int),
     Setting("poll_interval_ms", 200, "How often inference checks the store for changes.", int),
+    Setting("twins", True, "Build verified ONNX twins of scikit-learn models and serve through "
+            "them (false: scikit-learn only).", _parse_bool),
     Setting("pool_size", DEFAULT_POOL_SIZE, "Training processes run at once; more jobs queue "
             "(default: cores minus one, at least one).", _parse_pool_size),
     Setting("max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).",
@@ -170,6 +172,7 @@ class Settings:
     max_request_bytes: int = 32 << 20
     cache_memory_mb: int = 2048
     poll_interval_ms: int = 200
+    twins: bool = True
     pool_size: int = DEFAULT_POOL_SIZE
     max_dataset_bytes: int = 1 << 30
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
