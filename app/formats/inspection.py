@@ -63,7 +63,8 @@ def inspect_file(
 
         scanned = pickle_format.scan(path, limits)
         _require_trust(trust, scanned[0].imported_globals, "pickle")
-        estimator, record, scan, detail = pickle_format.load_pickle(path, limits, scanned)
+        estimator, record, scan, detail = pickle_format.load_pickle(path, limits, scanned,
+                                                                    mmap=True)
         return _describe(
             estimator, record, "pickle", detail, scan.imported_globals, declared_signature
         )

@@ -58,7 +58,9 @@ class _GuardedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _joblib_unpickler(stream: BinaryIO) -> Any:
+def _joblib_unpickler(stream: BinaryIO, mmap_from: Path | None = None) -> Any:
+    """joblib's unpickler, guarded; with `mmap_from`, its arrays map that (uncompressed) file
+    instead of being read into memory."""
     from joblib.numpy_pickle import NumpyUnpickler
 
     class GuardedNumpyUnpickler(NumpyUnpickler):  # type: ignore[misc]
@@ -67,22 +69,31 @@ def _joblib_unpickler(stream: BinaryIO) -> Any:
             return super().find_class(module, name)
 
     # joblib 1.5 added ensure_native_byte_order between file_handle and mmap_mode.
+    filename, mode = (str(mmap_from), "r") if mmap_from is not None else ("", None)
     if "ensure_native_byte_order" in inspect.signature(NumpyUnpickler.__init__).parameters:
-        return GuardedNumpyUnpickler("", stream, True, mmap_mode=None)
-    return GuardedNumpyUnpickler("", stream, mmap_mode=None)  # pragma: no cover
+        # A memmap keeps the file's byte order, so joblib forbids asking for native order.
+        return GuardedNumpyUnpickler(filename, stream, mode is None, mmap_mode=mode)
+    return GuardedNumpyUnpickler(filename, stream, mmap_mode=mode)  # pragma: no cover
 
 
 def load_pickle(
     source: Path | bytes,
     limits: ZipLimits = ZipLimits(),
     scanned: tuple[PickleScan, str] | None = None,
+    *,
+    mmap: bool = False,
 ) -> tuple[Any, LoadRecord, PickleScan, str]:
-    """Scan (unless `scanned` is this source's scan), then load. Only for trusted files."""
+    """Scan (unless `scanned` is this source's scan), then load. Only for trusted files.
+
+    `mmap` maps the arrays of an uncompressed joblib file read-only instead of reading them, for
+    a caller that only inspects the object: a 1 GB upload is checked without 1 GB of memory.
+    """
     result, detail = scanned if scanned is not None else scan(source, limits)
     try:
-        with _open(source, limits) as (stream, _kind), recording_versions() as record:
+        with _open(source, limits) as (stream, kind), recording_versions() as record:
             if detail == "joblib":
-                obj = _joblib_unpickler(stream).load()
+                mappable = mmap and kind is None and isinstance(source, Path)
+                obj = _joblib_unpickler(stream, source if mappable else None).load()
             else:
                 obj = _GuardedUnpickler(stream).load()
     except (UnsafeModel, InvalidModelFile):

@@ -20,8 +20,9 @@ from app.store.blobs import BlobStore
 
 MAX_FIELD_BYTES = 1 << 20
 # The decoder refuses to buffer more than MAX_FIELD_BYTES (part headers, a preamble); what it holds
-# between reads is at most a boundary's length, so a read must leave room for that.
-READ_SIZE = MAX_FIELD_BYTES // 4
+# between reads is at most a boundary's length, so a read must leave room for that. Smaller reads
+# are also faster: the decoder deletes each consumed chunk from the front of its buffer.
+READ_SIZE = 64 << 10
 
 
 @dataclass
