@@ -174,6 +174,7 @@ def _add_routes(app: FastAPI, cache: ModelCache, metrics: InferenceMetrics) -> N
             "model": name, "version": model.version, "format": model.record.format,
             "signature": sig.to_dict() if hasattr(sig, "to_dict") else model.record.signature,
             "outputs": list(model.outputs),
+            "engine": model.engine,
             "failures": [f.to_dict() for f in cache.failures(name)],
         })
 

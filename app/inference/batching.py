@@ -51,6 +51,8 @@ class MicroBatcher:
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._predictor = predictor
+        # Twins give labels and probabilities from one graph run (app/formats/twin.py).
+        self._predict_both = getattr(predictor, "predict_with_proba", None)
         self._executor = executor
         self._window_s = max(window_s, 0.0)
         self._max_batch = max(max_batch_size, 1)
@@ -126,6 +128,9 @@ class MicroBatcher:
         return results
 
     def _call(self, rows: np.ndarray, proba: bool) -> Prediction:
+        if proba and self._predict_both is not None:
+            labels, probabilities = self._predict_both(rows)
+            return np.asarray(labels), probabilities
         predictions = np.asarray(self._predictor.predict(rows))
         probabilities = np.asarray(self._predictor.predict_proba(rows)) if proba else None
         return predictions, probabilities

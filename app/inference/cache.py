@@ -17,6 +17,7 @@ import logging
 import sqlite3
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 from app.config import Settings
@@ -32,6 +33,7 @@ from app.inference.loaded import (
     load_version,
     outputs_of,
     platform_of,
+    twin_key,
 )
 from app.inference.metrics import InferenceMetrics
 from app.store import Store, VersionRecord
@@ -56,7 +58,7 @@ class ModelCache:
         self._budget = settings.cache_memory_mb << 20
         self._targets: dict[Key, LoadedModel] = {}
         self._by_version: dict[int, LoadedModel] = {}
-        self._loading: dict[int, asyncio.Task[LoadedModel]] = {}
+        self._loading: dict[tuple[int, str | None], asyncio.Task[LoadedModel]] = {}
         self._failures: dict[int, Failure] = {}
         self._missing: dict[Key, ModelDepotError] = {}
         self.revision: int | None = None
@@ -96,8 +98,9 @@ class ModelCache:
         return model
 
     async def ensure_loaded(self, record: VersionRecord) -> LoadedModel:
+        twin = twin_key(record, self.settings.twins)
         model = self._by_version.get(record.id)
-        if model is not None:
+        if model is not None and model.twin_key == twin:
             return model
         if record.status != "ready":
             raise ModelUnavailable(
@@ -110,18 +113,19 @@ class ModelCache:
             if FileStamp.of(self.store.blob_path(record)) == failure.stamp:
                 raise ModelUnavailable(failure.reason)
             del self._failures[record.id]  # the file changed on disk: worth another try
-        task = self._loading.get(record.id)
+        task = self._loading.get((record.id, twin))
         if task is None:
-            task = asyncio.ensure_future(self._load(record))
-            self._loading[record.id] = task
+            task = asyncio.ensure_future(self._load(record, twin))
+            self._loading[(record.id, twin)] = task
         return await asyncio.shield(task)
 
-    async def _load(self, record: VersionRecord) -> LoadedModel:
+    async def _load(self, record: VersionRecord, twin: str | None) -> LoadedModel:
         assert self.store is not None
         loop = asyncio.get_running_loop()
         try:
             prepared = await loop.run_in_executor(
-                self._load_executor, load_version, self.store, record, self._loader
+                self._load_executor,
+                partial(load_version, self.store, record, self._loader, twins=twin is not None),
             )
         except ModelDepotError as exc:
             self._failures[record.id] = Failure(
@@ -132,11 +136,12 @@ class ModelCache:
             log.error("not serving %s version %d: %s", record.model, record.version, exc.message)
             raise ModelUnavailable(exc.message) from None
         finally:
-            self._loading.pop(record.id, None)
+            self._loading.pop((record.id, twin), None)
         model = self._adopt(prepared.record, prepared.predictor, prepared.signature)
+        model.twin_key, model.engine = twin, prepared.engine
         self._metrics.load_seconds.labels(record.model).observe(prepared.seconds)
-        log.info("loaded %s version %d (%s, %.0f ms)", record.model, record.version,
-                 record.format, prepared.seconds * 1000)
+        log.info("loaded %s version %d (%s on %s, %.0f ms)", record.model, record.version,
+                 record.format, prepared.engine, prepared.seconds * 1000)
         return model
 
     def _adopt(self, record: VersionRecord, predictor: Any, signature: Any) -> LoadedModel:
@@ -173,7 +178,8 @@ class ModelCache:
 
     def _forget(self, model: LoadedModel) -> None:
         """Drop every reference the cache holds; requests holding it finish undisturbed."""
-        self._by_version.pop(model.record.id, None)
+        if self._by_version.get(model.record.id) is model:  # not its reloaded successor
+            del self._by_version[model.record.id]
         for key in [k for k, m in self._targets.items() if m is model]:
             del self._targets[key]
         self._metrics.loaded.set(len(self._by_version))
@@ -209,7 +215,8 @@ class ModelCache:
                 log.info("%s%s is no longer in the registry: not served", key[0],
                          f"@{key[1]}" if key[1] else "")
             return
-        if record.id == current.record.id:
+        if record.id == current.record.id and \
+                current.twin_key == twin_key(record, self.settings.twins):
             return
         try:
             new = await self.ensure_loaded(record)

@@ -6,6 +6,7 @@ with the result (or the failure) on the event loop.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -76,6 +77,8 @@ class Prepared:
     predictor: Any
     signature: Any
     seconds: float
+    twin_key: str | None = None
+    engine: str = "scikit-learn"
 
 
 @dataclass(eq=False)
@@ -92,6 +95,8 @@ class LoadedModel:
     batcher: MicroBatcher
     metrics: ModelMetrics
     last_used: float = field(default_factory=time.monotonic)
+    twin_key: str | None = None  # the twin asked for when loaded (see twin_key below)
+    engine: str = "scikit-learn"
 
     @property
     def has_proba(self) -> bool:
@@ -122,9 +127,22 @@ def platform_of(fmt: str) -> str:
     return PLATFORMS.get(fmt, f"sklearn_{fmt}")
 
 
-def load_version(store: Store, record: VersionRecord, loader: Loader) -> Prepared:
+def twin_key(record: VersionRecord, twins: bool) -> str | None:
+    """The twin a version should be served through: its verified twin's digest, unless twins
+    are off globally (setting) or for this version (tag twin=off). A change of this key is what
+    makes the cache reload a version it already serves."""
+    if twins and record.twin_status == "verified" and record.twin_sha256 and \
+            record.twin_enabled and record.format != "onnx":
+        return record.twin_sha256
+    return None
+
+
+def load_version(store: Store, record: VersionRecord, loader: Loader, *,
+                 twins: bool = False) -> Prepared:
     """Verify, load and warm one version (blocking: run it in a worker thread).
 
+    With `twins`, a version that has a verified ONNX twin is served through it; a twin that is
+    damaged or fails to load or warm is logged and passed over for the model itself.
     Raises CorruptModel when the file is not the one the registry recorded, ModelUnavailable when
     it does not load or its warm-up predict fails.
     """
@@ -142,6 +160,11 @@ def load_version(store: Store, record: VersionRecord, loader: Loader) -> Prepare
             "match the one recorded at upload. It is not served; run `modeldepot doctor`."
         )
     signature = _signature(record)
+    key = twin_key(record, twins)
+    twin = _load_twin(store, record, signature, key) if key else None
+    if twin is not None:
+        return Prepared(record, twin, signature, time.perf_counter() - started, key,
+                        "onnxruntime-twin")
     try:
         predictor = loader(path, record.format, signature=signature)
     except Exception as exc:
@@ -152,7 +175,29 @@ def load_version(store: Store, record: VersionRecord, loader: Loader) -> Prepare
         ) from None
     signature = getattr(predictor, "signature", None) or signature
     warm_up(predictor, signature, record)
-    return Prepared(record, predictor, signature, time.perf_counter() - started)
+    engine = "onnxruntime" if record.format == "onnx" else "scikit-learn"
+    return Prepared(record, predictor, signature, time.perf_counter() - started, key, engine)
+
+
+def _load_twin(store: Store, record: VersionRecord, signature: Any, key: str) -> Any:
+    """The twin, checked against its digest, loaded and warmed; None if any of that fails."""
+    from app.formats.twin import load_twin
+
+    if signature is None:
+        return None
+    try:
+        data = store.blobs.path(key).read_bytes()
+        if hashlib.sha256(data).hexdigest() != key:
+            log.error("the twin of %s version %d does not match its sha256; serving the model "
+                      "itself", record.model, record.version)
+            return None
+        twin = load_twin(data, signature, record.twin_report)
+        warm_up(twin, signature, record)
+    except Exception as exc:
+        log.warning("not serving %s version %d through its twin (%r); serving the model itself",
+                    record.model, record.version, exc)
+        return None
+    return twin
 
 
 def warm_up(predictor: Any, signature: Any, record: VersionRecord) -> None:
