@@ -10,9 +10,12 @@ from werkzeug.exceptions import HTTPException
 from app import __version__
 from app.config import Settings
 from app.errors import ModelDepotError
-from app.registry import models_api, versions_api
+from app.registry import dashboard, models_api, versions_api
 from app.registry.api import ApiBlueprint, json_response, openapi_document
 from app.registry.context import Registry
+from app.registry.datasets_api import api as datasets_routes
+from app.registry.jobs_api import api as jobs_routes
+from app.registry.runner import JobRunner
 from app.registry.schemas import Health
 from app.security import SecurityPolicy, load_or_create_token
 from app.store import Store
@@ -32,7 +35,7 @@ def openapi() -> Response:
     return json_response(current_app.extensions["openapi"])
 
 
-BLUEPRINTS = [system, models_api.api, versions_api.api]
+BLUEPRINTS = [system, models_api.api, versions_api.api, datasets_routes, jobs_routes]
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -50,11 +53,18 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     store = store or Store(settings.paths)
     token = settings.token or load_or_create_token(settings.paths.token_file)
     policy = SecurityPolicy(token, settings.effective_auth, settings.allowed_hosts)
-    app.extensions["modeldepot"] = Registry(settings, store, policy)
+    # Jobs run on a spawn process pool, built on first use; serve_registry resumes old jobs.
+    runner = JobRunner(app, store, settings)
+    app.extensions["modeldepot"] = Registry(settings, store, policy, runner)
 
     @app.before_request
     def check_security() -> None:
-        policy.check(request.method, request.headers, public=request.path in PUBLIC_PATHS)
+        policy.check(
+            request.method,
+            request.headers,
+            public=request.path in PUBLIC_PATHS or dashboard.is_public(request),
+            cookie_token=dashboard.cookie_token(request),
+        )
 
     @app.after_request
     def harden(response: Response) -> Response:
@@ -89,4 +99,5 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     app.extensions["openapi"] = openapi_document("ModelDepot registry", __version__, BLUEPRINTS)
     for api in BLUEPRINTS:
         app.register_blueprint(api.blueprint)
+    app.register_blueprint(dashboard.create_blueprint())
     return app

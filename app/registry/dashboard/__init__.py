@@ -1,0 +1,139 @@
+"""The web dashboard at `/`: server-rendered pages (Jinja2) over the same store and functions as the
+JSON API, with its CSS and JS bundled here (no CDN: the machines it runs on have no internet).
+
+Page groups are child blueprints, one module each. Security is the registry's own check (Host,
+Origin, token) plus what a browser needs: a session cookie from the token link or the login form
+(session.py), and a CSRF token on every form post, checked here before any view runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Request, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from app.errors import Forbidden, ModelDepotError
+from app.registry.context import registry
+from app.security import SAFE_METHODS
+
+log = logging.getLogger(__name__)
+NAME = "dashboard"
+# No inline script or style anywhere, so the policy can forbid both: an injected tag does nothing.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+PUBLIC_ENDPOINTS = frozenset({f"{NAME}.static", f"{NAME}.auth.login", f"{NAME}.auth.login_post",
+                              f"{NAME}.predict.run"})
+
+
+def is_dashboard(req: Request) -> bool:
+    return (req.blueprint or "").split(".")[0] == NAME
+
+
+def is_public(req: Request) -> bool:
+    """Dashboard routes the registry lets through without the token (Host and Origin still apply).
+
+    The login form, the static files, a token link (its view checks the token itself), and the
+    prediction form: predictions need no token under auth=writes, and under auth=all the inference
+    server, which the form's post is handed to, asks for it.
+    """
+    if not is_dashboard(req):
+        return False
+    if req.endpoint in PUBLIC_ENDPOINTS:
+        return True
+    return req.method == "GET" and "token" in req.args
+
+
+def cookie_token(req: Request) -> str | None:
+    """The API token, if the request carries a logged-in session that may act for it.
+
+    A session counts for reads everywhere, but for writes only on dashboard routes, where the CSRF
+    token is checked too: a page on another local port is sent our cookie as well (cookies ignore
+    ports) and passes the Origin check (any loopback origin does), so an API upload that took the
+    cookie could be forged from there.
+    """
+    from app.registry.dashboard.web import logged_in
+
+    if req.method not in SAFE_METHODS and not is_dashboard(req):
+        return None
+    return registry().policy.token if logged_in() else None
+
+
+def create_blueprint() -> Blueprint:
+    from app.registry.dashboard import auth, models, predict, status, upload
+    from app.registry.dashboard.web import csrf_ok, page
+
+    bp = Blueprint(NAME, __name__, template_folder="templates", static_folder="static",
+                   static_url_path="/assets")  # the Flask app itself claims /static
+    for child in (auth, models, upload, predict, status):
+        bp.register_blueprint(child.bp)
+
+    @bp.before_request
+    def check_csrf() -> Response | None:
+        if request.method == "GET" and "token" in request.args:
+            return auth.follow_token_link()
+        if request.method not in SAFE_METHODS and not csrf_ok():
+            raise Forbidden(
+                "This form is out of date or did not come from this dashboard. Reload the page "
+                "and try again.",
+                code="csrf_failed",
+            )
+        return None
+
+    @bp.after_request
+    def harden(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        # Not no-referrer (the API's default): with it, browsers send `Origin: null` on form
+        # posts, which the Origin check rightly refuses. Same-origin still tells no one else.
+        response.headers["Referrer-Policy"] = "same-origin"
+        if response.mimetype == "text/html":
+            response.headers["Cache-Control"] = "no-store"  # pages carry CSRF tokens
+        return response
+
+    @bp.errorhandler(ModelDepotError)
+    def on_error(exc: ModelDepotError) -> Response:
+        if exc.status == 401:
+            return auth.login_page(exc.message, status=401)
+        return page("error.html", exc.status, error=exc.message, code=exc.code)
+
+    @bp.errorhandler(HTTPException)
+    def on_http_error(exc: HTTPException) -> Response:
+        return page("error.html", exc.code or 500, error=exc.description, code="http_error")
+
+    @bp.errorhandler(Exception)
+    def on_crash(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return page("error.html", 500, code="internal_error",
+                    error="The registry hit an internal error; its log has the details.")
+
+    bp.add_app_template_filter(filesize)
+    bp.add_app_template_filter(when)
+    bp.add_app_template_filter(number)
+    return bp
+
+
+def filesize(size: int | None) -> str:
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def when(timestamp: float | None) -> str:
+    """Local time: the browser and the server are almost always the same machine."""
+    if timestamp is None:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+def number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
