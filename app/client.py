@@ -1,20 +1,18 @@
 """A small HTTP client for the command line, on the standard library (fast to import).
 
-Uploads stream from disk: the multipart body is a file-like object that reads the model file in
-chunks, so pushing a 1 GB model never holds it in memory.
+Uploads stream from disk: the multipart body yields the model file in chunks, so pushing a
+1 GB model never holds it in memory.
 """
 
 from __future__ import annotations
 
 import http.client
-import io
 import json
-import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from app.errors import ModelDepotError
@@ -24,8 +22,12 @@ class ClientError(ModelDepotError):
     """The server answered with an error, or could not be reached."""
 
 
-class MultipartFile(io.RawIOBase):
-    """A multipart/form-data body over fields and one file, readable in chunks."""
+class MultipartBody:
+    """A multipart/form-data body over fields and one file, produced in 1 MiB chunks.
+
+    An iterable rather than a file object: http.client sends an iterable chunk by chunk, where a
+    file object is read 8 KiB at a time.
+    """
 
     def __init__(self, fields: dict[str, str], file_field: str, path: Path, filename: str) -> None:
         self.boundary = "modeldepot-" + secrets.token_hex(12)
@@ -39,36 +41,20 @@ class MultipartFile(io.RawIOBase):
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
             f'filename="{safe_name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
         ).encode()
-        tail = f"\r\n--{self.boundary}--\r\n".encode()
-        self.length = len(head) + path.stat().st_size + len(tail)
-        self._parts: Iterator[bytes] = self._chunks(head, path, tail)
-        self._buffer = b""
+        self._head, self._path = head, path
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self.length = len(head) + path.stat().st_size + len(self._tail)
 
-    @staticmethod
-    def _chunks(head: bytes, path: Path, tail: bytes) -> Iterator[bytes]:
-        yield head
-        with path.open("rb") as f:
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._head
+        with self._path.open("rb") as f:
             while chunk := f.read(1 << 20):
                 yield chunk
-        yield tail
+        yield self._tail
 
     @property
     def content_type(self) -> str:
         return f"multipart/form-data; boundary={self.boundary}"
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            nxt = next(self._parts, None)
-            if nxt is None:
-                break
-            self._buffer += nxt
-        if size < 0:
-            size = len(self._buffer)
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out
 
 
 @dataclass
@@ -83,7 +69,7 @@ class Client:
         path: str,
         *,
         json_body: Any = None,
-        body: BinaryIO | bytes | None = None,
+        body: Iterable[bytes] | bytes | None = None,
         headers: dict[str, str] | None = None,
         query: dict[str, Any] | None = None,
     ) -> Any:
@@ -120,10 +106,20 @@ class Client:
         return data
 
     def upload(self, model: str, path: Path, metadata: dict[str, Any]) -> Any:
-        body = MultipartFile({"metadata": json.dumps(metadata)}, "file", path, path.name)
+        body = MultipartBody({"metadata": json.dumps(metadata)}, "file", path, path.name)
         return self.request(
             "POST",
             f"/api/v1/models/{quote(model, safe='')}/versions",
-            body=body,  # type: ignore[arg-type]
+            body=body,
+            headers={"Content-Type": body.content_type, "Content-Length": str(body.length)},
+        )
+
+    def upload_dataset(self, path: Path, name: str | None = None) -> Any:
+        """Stream a CSV to POST /datasets; the answer is the dataset (new or already stored)."""
+        body = MultipartBody({"name": name} if name else {}, "file", path, path.name)
+        return self.request(
+            "POST",
+            "/api/v1/datasets",
+            body=body,
             headers={"Content-Type": body.content_type, "Content-Length": str(body.length)},
         )
