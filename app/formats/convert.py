@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 from app.errors import ModelDepotError
 from app.formats import policy
@@ -50,7 +51,7 @@ def convert_pickle_to_skops(src: Path, dst: Path) -> bool:
     return True
 
 
-def _equal(a: object, b: object) -> bool:
+def _equal(a: Any, b: Any) -> bool:
     import numpy as np
 
     try:

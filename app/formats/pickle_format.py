@@ -92,8 +92,8 @@ def load_pickle(
     try:
         with _open(source, limits) as (stream, kind), recording_versions() as record:
             if detail == "joblib":
-                mappable = mmap and kind is None and isinstance(source, Path)
-                obj = _joblib_unpickler(stream, source if mappable else None).load()
+                mappable = source if isinstance(source, Path) and mmap and kind is None else None
+                obj = _joblib_unpickler(stream, mappable).load()
             else:
                 obj = _GuardedUnpickler(stream).load()
     except (UnsafeModel, InvalidModelFile):

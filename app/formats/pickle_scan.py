@@ -71,8 +71,11 @@ class _Scanner:
             stack = metastack.pop()
             return items
 
-        for opcode, arg, _pos in pickletools.genops(self.stream):
+        items: Any
+        cls: Any
+        for opcode, op_arg, _pos in pickletools.genops(self.stream):
             name = opcode.name
+            arg: Any = op_arg
             if name == "PROTO":
                 self.proto = arg
             elif name in ("FRAME", "READONLY_BUFFER"):

@@ -25,7 +25,8 @@ DENIED_MODULES: frozenset[str] = frozenset({
     "urllib", "http", "ftplib", "smtplib", "telnetlib", "xmlrpc", "requests", "inspect",
     "pdb", "bdb", "timeit", "trace", "profile", "cProfile", "doctest", "pydoc", "idlelib",
     "tkinter", "turtle", "site", "sitecustomize", "venv", "ensurepip", "pip", "setuptools",
-    "distutils", "linecache", "logging.config", "logging.handlers", "atexit", "gc", "winreg", "_winreg", "msvcrt",
+    "distutils", "linecache", "logging.config", "logging.handlers", "atexit", "gc", "winreg",
+    "_winreg", "msvcrt",
     "__main__", "commands", "popen2",
     # Loaders that read companion files named inside the pickle.
     "joblib.numpy_pickle_compat",

@@ -66,7 +66,8 @@ class OnnxPredictor:
             )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise InvalidModelFile("onnxruntime cannot run this ONNX model.") from exc
-        self.signature = signature
+        self.signature: Signature | None = signature
+        self._classes = signature.classes
         self._input = self._session.get_inputs()[0].name
         self._dtype = np.dtype(object) if signature.input_dtype == "str" else np.dtype(
             signature.input_dtype
@@ -91,7 +92,7 @@ class OnnxPredictor:
         out = self._run(self._proba, X)
         if isinstance(out, list):
             # ZipMap output: one {class: probability} dict per row.
-            classes = list(self.signature.classes or (sorted(out[0]) if out else []))
+            classes = list(self._classes or (sorted(out[0]) if out else []))
             return np.array([[row[c] for c in classes] for row in out], dtype=np.float64).reshape(
                 len(out), len(classes)
             )

@@ -13,6 +13,8 @@ import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 from app.errors import InvalidModelFile, UnsafeModel
 
@@ -30,9 +32,9 @@ class ZipLimits:
     ratio_floor_bytes: int = 1 << 20
 
 
-def open_zip(path_or_file: object) -> zipfile.ZipFile:
+def open_zip(path_or_file: str | Path | IO[bytes]) -> zipfile.ZipFile:
     try:
-        return zipfile.ZipFile(path_or_file)  # type: ignore[arg-type]
+        return zipfile.ZipFile(path_or_file)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise InvalidModelFile("The zip archive is damaged or truncated.") from exc
 
