@@ -3,6 +3,7 @@ registry plus inference server on ephemeral ports driven by headless Chromium fo
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import subprocess
@@ -54,12 +55,18 @@ def login(client: FlaskClient) -> str:
     return csrf_of(client)
 
 
-def alerts(html: str) -> list[str]:
-    return [re.sub(r"<[^>]+>", "", m).strip() for m in ALERT.findall(html)]
+def _text(fragment: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment)).strip()
 
 
-def notices(html: str) -> list[str]:
-    return [re.sub(r"<[^>]+>", "", m).strip() for m in NOTICE.findall(html)]
+def alerts(page: str) -> list[str]:
+    """The texts of the page's error boxes."""
+    return [_text(m) for m in ALERT.findall(page)]
+
+
+def notices(page: str) -> list[str]:
+    """The one-shot messages at the top of the page."""
+    return [_text(m) for m in NOTICE.findall(page)]
 
 
 @dataclass
