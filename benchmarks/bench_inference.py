@@ -1,8 +1,10 @@
 """Inference speed: our server against a hand-written FastAPI app and the bare-ASGI ceiling.
 
 Starts, in one run: `modeldepot inference` over a temporary data dir holding a
-LogisticRegression and a RandomForest (100 trees, depth 10) on 20 features; the naive app and the
-peak app from ../shared/baselines (run from there). Every server is pinned to core 0, the load
+LogisticRegression and a RandomForest (100 trees, depth 10) on 20 features, twice: once serving
+through scikit-learn (`ours`, twins=false) and once through the verified ONNX twins the registry's
+compile job builds (`compiled`); the naive app and the peak app from ../shared/baselines (run
+from there). Every server is pinned to core 0, the load
 generator (wrk with a Lua script for POST bodies) to core 1, with one BLAS/OpenMP thread each.
 Prints req/s, p50 and p99 for each model, batch 1 and 100, concurrency 1 and 64, the ratios to the
 naive app and to the ceiling, and the median of the rounds.
@@ -38,6 +40,7 @@ N_FEATURES = 20
 MODELS = ("lr", "rf")
 BATCHES = (1, 100)
 CONCURRENCY = (1, 64)
+KINDS = ("ceiling", "naive", "ours", "compiled")
 
 
 def free_port() -> int:
@@ -56,7 +59,9 @@ def make_models(work: Path) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     from app.config import Paths
-    from app.formats.signature import signature_from_estimator
+    from app.formats.signature import Signature, signature_from_estimator
+    from app.formats.twin import load_twin
+    from app.registry.compile import build_twin
     from app.store import NewVersion, Store
     from tests.models import write_skops
 
@@ -67,17 +72,26 @@ def make_models(work: Path) -> dict[str, Any]:
         "rf": RandomForestClassifier(n_estimators=100, max_depth=10, random_state=0).fit(X, y),
     }
     store = Store(Paths(work / "home"))
+    twins = {}
     for name, model in fitted.items():
         joblib.dump(model, work / f"{name}.joblib")
         path = write_skops(work / f"{name}.skops", model)
         temp, sha, size = store.blobs.receive(iter([path.read_bytes()]))
         sig = signature_from_estimator(model).to_dict()
-        store.add_version(name, temp, sha, size, NewVersion(format="skops", signature=sig))
+        record = store.add_version(name, temp, sha, size,
+                                   NewVersion(format="skops", signature=sig))
         store.set_alias(name, "production", 1)
+        outcome = build_twin(str(work / "home"), record.id)  # what the registry's job does
+        if outcome["status"] != "verified":
+            raise RuntimeError(f"the twin of {name} did not verify: {outcome}")
+        twin = store.get_version(name, 1)
+        twins[f"{name} twin"] = load_twin(store.blobs.path(twin.twin_sha256).read_bytes(),
+                                          Signature.from_dict(sig), twin.twin_report)
     store.close()
     rows = X[:100].round(4)
     per_call = {}
-    for name, model in fitted.items():  # what one predict call costs, for the p50 target
+    callers = {**fitted, **twins}
+    for name, model in callers.items():  # what one predict call costs, for the p50 target
         times = []
         for _ in range(200):
             t = time.perf_counter()
@@ -122,11 +136,13 @@ def uvicorn_argv(app: str, port: int) -> list[str]:
 
 def start_servers(work: Path) -> dict[str, Server]:
     servers: dict[str, Server] = {}
-    port = free_port()
-    servers["ours"] = Server(
-        "ours", [sys.executable, "-m", "app", "inference", "--inference-port", str(port),
-                 "--log-level", "warning"],
-        {"MODELDEPOT_HOME": str(work / "home"), "PYTHONPATH": str(ROOT)}, port, "/v2/health/ready")
+    for kind, twins in (("ours", "false"), ("compiled", "true")):
+        port = free_port()
+        servers[kind] = Server(
+            kind, [sys.executable, "-m", "app", "inference", "--inference-port", str(port),
+                   "--log-level", "warning"],
+            {"MODELDEPOT_HOME": str(work / "home"), "PYTHONPATH": str(ROOT),
+             "MODELDEPOT_TWINS": twins}, port, "/v2/health/ready")
     for name in MODELS:
         port = free_port()
         servers[f"naive-{name}"] = Server(f"naive-{name}", uvicorn_argv("naive_app:app", port),
@@ -185,16 +201,18 @@ def main() -> int:
     servers = start_servers(work)
     urls = {"ceiling": lambda m: f"http://127.0.0.1:{servers['ceiling'].port}/predict",
             "naive": lambda m: f"http://127.0.0.1:{servers[f'naive-{m}'].port}/predict",
-            "ours": lambda m: f"http://127.0.0.1:{servers['ours'].port}/v1/models/{m}/predict"}
+            "ours": lambda m: f"http://127.0.0.1:{servers['ours'].port}/v1/models/{m}/predict",
+            "compiled":
+                lambda m: f"http://127.0.0.1:{servers['compiled'].port}/v1/models/{m}/predict"}
     results: dict[tuple[str, str, int, int], list[dict[str, float]]] = {}
     try:
-        for url in [urls["ours"](m) for m in MODELS] + [urls["naive"](m) for m in MODELS]:
+        for url in [urls[k](m) for k in ("ours", "compiled", "naive") for m in MODELS]:
             wrk(url, scripts[1], 8, 1.0)  # warm up every server and model
         for round_ in range(args.rounds):
             for model in MODELS:
                 for batch in BATCHES:
                     for conc in CONCURRENCY:
-                        for kind in ("ceiling", "naive", "ours"):  # back to back, same conditions
+                        for kind in KINDS:  # back to back, same conditions
                             if kind == "ceiling" and model != MODELS[0]:
                                 continue  # the ceiling serves no model: measured once per cell
                             r = wrk(urls[kind](model), scripts[batch], conc, args.seconds)
@@ -222,6 +240,7 @@ def report(results: dict[tuple[str, str, int, int], list[dict[str, float]]],
           + ", ".join(f"{m} {v:.3f} ms" for m, v in predict_ms.items()))
     header = (f"{'model':<5} {'batch':>5} {'conc':>4} | {'ceiling':>8} {'p50':>6} {'p99':>6} | "
               f"{'naive':>7} {'p50':>6} {'p99':>6} | {'ours':>7} {'p50':>6} {'p99':>6} | "
+              f"{'compiled':>8} {'p50':>6} {'p99':>6} | {'x naive':>7} {'/ceil':>6} | "
               f"{'x naive':>7} {'/ceil':>6} {'errors':>6}")
     print(header)
     print("-" * len(header))
@@ -229,15 +248,17 @@ def report(results: dict[tuple[str, str, int, int], list[dict[str, float]]],
         for batch in BATCHES:
             for conc in CONCURRENCY:
                 cells = [(med(k, model, batch, conc, "rps"), med(k, model, batch, conc, "p50"),
-                          med(k, model, batch, conc, "p99")) for k in ("ceiling", "naive", "ours")]
-                errors = sum(r["errors"] for k in ("naive", "ours")
+                          med(k, model, batch, conc, "p99")) for k in KINDS]
+                errors = sum(r["errors"] for k in KINDS[1:]
                              for r in results[(k, model, batch, conc)])
-                (c, cp50, cp99), (n, np50, np99), (o, op50, op99) = cells
+                (c, cp50, cp99), (n, np50, np99), (o, op50, op99), (x, xp50, xp99) = cells
                 print(f"{model:<5} {batch:>5} {conc:>4} | {c:>8.0f} {cp50:>6.2f} {cp99:>6.2f} | "
                       f"{n:>7.0f} {np50:>6.2f} {np99:>6.2f} | "
                       f"{o:>7.0f} {op50:>6.2f} {op99:>6.2f} | "
-                      f"{o / n:>7.1f} {o / c:>6.2f} {errors:>6.0f}")
-    print("(req/s; p50 and p99 in ms; x naive = ours / naive; /ceil = ours / ceiling)")
+                      f"{x:>8.0f} {xp50:>6.2f} {xp99:>6.2f} | "
+                      f"{o / n:>7.1f} {o / c:>6.2f} | {x / n:>7.1f} {x / c:>6.2f} {errors:>6.0f}")
+    print("(req/s; p50 and p99 in ms; ours = scikit-learn, compiled = verified ONNX twin on "
+          "onnxruntime; x naive and /ceil: ours, then compiled, over naive and ceiling)")
 
 
 if __name__ == "__main__":

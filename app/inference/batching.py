@@ -51,8 +51,11 @@ class MicroBatcher:
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._predictor = predictor
-        # Twins give labels and probabilities from one graph run (app/formats/twin.py).
+        # Twins give labels and probabilities from one graph run (app/formats/twin.py), and
+        # answer a few rows in microseconds: less than handing the call to a thread costs, so
+        # batches up to `inline_rows` rows run right on the event loop.
         self._predict_both = getattr(predictor, "predict_with_proba", None)
+        self._inline_rows = int(getattr(predictor, "inline_rows", 0))
         self._executor = executor
         self._window_s = max(window_s, 0.0)
         self._max_batch = max(max_batch_size, 1)
@@ -105,12 +108,16 @@ class MicroBatcher:
             self._after(0)
             return
         self._busy = True
+        if rows <= self._inline_rows:
+            self._finish(batch, self._run(batch))
+            return
         loop = asyncio.get_running_loop()
         done = loop.run_in_executor(self._executor, self._run, batch)
         done.add_done_callback(lambda f: self._deliver(batch, f))
 
     def _run(self, batch: list[_Pending]) -> list[Prediction | BaseException]:
-        """In a worker thread: one call for the whole batch; one per request if it fails."""
+        """In a worker thread (or inline, see __init__): one call for the whole batch; one per
+        request if it fails."""
         try:
             return self._split(batch, self._call(
                 batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch]),
@@ -150,13 +157,16 @@ class MicroBatcher:
         return out
 
     def _deliver(self, batch: list[_Pending], done: asyncio.Future[Any]) -> None:
-        self._busy = False
         if done.cancelled() or done.exception() is not None:
             error = done.exception() if not done.cancelled() else None
             failure = _refused(error) if error else asyncio.CancelledError()
             results: list[Any] = [failure] * len(batch)
         else:
             results = done.result()
+        self._finish(batch, results)
+
+    def _finish(self, batch: list[_Pending], results: list[Any]) -> None:
+        self._busy = False
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
                 continue

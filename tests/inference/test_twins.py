@@ -185,3 +185,25 @@ def test_onnx_uploads_are_served_by_onnxruntime_directly(
         got = client.post("/v1/models/graph/predict", json={"instances": ROWS[:50]}).json()
         expected = forest.predict(np.asarray(ROWS[:50], dtype=np.float32))
         assert got["predictions"] == expected.tolist()
+
+
+def test_concurrent_callers_of_a_twin_each_get_their_own_rows(
+        both: tuple[AppClient, AppClient]) -> None:
+    twin, _ = both
+    forest = RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0).fit(X, Y)
+    answers: dict[int, Any] = {}
+
+    def ask(i: int) -> None:
+        body = {"instances": ROWS[i * 3:i * 3 + 1 + i % 3], "proba": True}
+        answers[i] = twin.post("/v1/models/forest/predict", json=body).json()
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(48)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for i in range(48):
+        rows = np.asarray(ROWS[i * 3:i * 3 + 1 + i % 3])
+        assert answers[i]["predictions"] == forest.predict(rows).tolist()
+        np.testing.assert_allclose(answers[i]["probabilities"], forest.predict_proba(rows),
+                                   atol=1e-5)
