@@ -1,0 +1,16 @@
+"""Entry point of the PyInstaller binary (build.spec): the frozen twin of `app/__main__.py`.
+
+`multiprocessing.freeze_support()` must run before anything else: the training pool's spawned
+workers (and multiprocessing's resource tracker) are this same executable started with
+`--multiprocessing-fork` / `-c ...` arguments, and PyInstaller's multiprocessing runtime hook
+turns freeze_support() into "run the worker and exit" for them. Nothing a worker must import is
+defined here (spawn does not re-run this file in a frozen program).
+"""
+
+import multiprocessing
+
+if __name__ == "__main__":
+    multiprocessing.freeze_support()
+    from app.cli import main
+
+    raise SystemExit(main())
