@@ -28,11 +28,20 @@ ALERT = re.compile(r'role="alert"[^>]*>(.*?)</div>', re.S)
 NOTICE = re.compile(r'class="notice notice-(?:ok|error)"[^>]*>(.*?)</div>', re.S)
 
 
+def shut_down(application: Flask, *, close_store: bool = True) -> None:
+    """End the pool workers a test started, then (unless the test owns it) close the store."""
+    reg = application.extensions["modeldepot"]
+    if getattr(reg, "runner", None) is not None:
+        reg.runner.shutdown()
+    if close_store:
+        reg.store.close()
+
+
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
     application = create_app(settings)
     yield application
-    application.extensions["modeldepot"].store.close()
+    shut_down(application)
 
 
 @pytest.fixture

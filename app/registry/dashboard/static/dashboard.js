@@ -36,6 +36,11 @@ document.addEventListener("DOMContentLoaded", () => {
     input.addEventListener("change", show);
   });
 
+  // Choosing a dataset reloads the training form with its columns.
+  document.querySelectorAll("form[data-autosubmit] select").forEach((select) => {
+    select.addEventListener("change", () => { if (select.value) select.form.submit(); });
+  });
+
   // Live job progress: poll the JSON API while the job is queued or running.
   const job = document.querySelector("[data-job-poll]");
   if (job) pollJob(job);
@@ -59,40 +64,41 @@ function pollJob(root) {
   const log = root.querySelector("[data-log]");
   const problem = root.querySelector("[data-poll-error]");
   const finished = new Set(["succeeded", "failed", "cancelled"]);
+  let after = Number(root.dataset.logAfter || 0);
+
+  const getJson = async (url) => {
+    const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    const body = await response.json();
+    if (!response.ok) throw new Error((body.error && body.error.message) || `HTTP ${response.status}`);
+    return body;
+  };
 
   const tick = async () => {
     try {
-      const response = await fetch(jobUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      const body = await response.json();
-      if (!response.ok) throw new Error((body.error && body.error.message) || `HTTP ${response.status}`);
-      const value = Math.round((body.progress || 0) * 100);
-      bar.style.width = `${value}%`;
-      bar.parentElement.setAttribute("aria-valuenow", String(value));
-      percent.textContent = `${value}%`;
-      status.textContent = body.status;
-      status.className = `badge badge-${body.status}`;
-      if (step && body.step !== undefined) step.textContent = body.step || "";
-      if (log && logUrl) await refreshLog(logUrl, log);
+      const job = await getJson(jobUrl);
+      bar.value = job.progress || 0;
+      percent.textContent = `${Math.round((job.progress || 0) * 100)}%`;
+      status.textContent = job.status;
+      status.className = `badge badge-${job.status}`;
+      step.textContent = job.step && job.step !== job.status ? job.step : "";
+      const page = await getJson(`${logUrl}?after=${after}`);
+      if (page.lines.length) {
+        const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+        if (after === 0) log.textContent = "";
+        log.textContent += page.lines.map((line) => `${line.line}\n`).join("");
+        after = page.next_after;
+        if (atBottom) log.scrollTop = log.scrollHeight;
+      }
       problem.textContent = "";
-      if (finished.has(body.status)) {
-        // The page itself shows the outcome (metrics, version link, error): load it once more.
+      if (finished.has(job.status)) {
+        // The page shows the outcome (metrics, the new version, the error): load it once more.
         window.location.reload();
         return;
       }
     } catch (error) {
       problem.textContent = `Could not refresh the progress: ${error.message}. Retrying…`;
     }
-    window.setTimeout(tick, 700);
+    window.setTimeout(tick, 500);
   };
-  window.setTimeout(tick, 300);
-}
-
-async function refreshLog(url, element) {
-  const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-  if (!response.ok) return;
-  const body = await response.json();
-  const lines = (body.lines || []).map((entry) => (typeof entry === "string" ? entry : entry.line));
-  const atBottom = element.scrollTop + element.clientHeight >= element.scrollHeight - 4;
-  element.textContent = lines.slice(-200).join("\n") || "No log lines yet.";
-  if (atBottom) element.scrollTop = element.scrollHeight;
+  window.setTimeout(tick, 200);
 }
