@@ -17,6 +17,7 @@ from app.errors import ModelDepotError
 from app.supervisor.browser import dashboard_url, open_dashboard
 from app.supervisor.children import CHILDREN
 from app.supervisor.discovery import read_server_file, remove_server_file, write_server_file
+from app.supervisor.frozen import remove_unpack_dir_if_orphaned, watch_bootloader
 from app.supervisor.health import base_url
 from app.supervisor.lock import InstanceLock, holder
 from app.supervisor.loop import STOP_GRACE, Supervisor
@@ -41,6 +42,7 @@ class AlreadyRunning(ModelDepotError):
 def run_serve(settings: Settings, open_browser: bool = False) -> int:
     from app.logs import setup_logging
 
+    bootloader = watch_bootloader()  # a onefile build: stop if its launcher is killed
     lock = InstanceLock(settings.home)
     if not lock.acquire():
         return _already_running(settings, open_browser)
@@ -69,6 +71,7 @@ def run_serve(settings: Settings, open_browser: bool = False) -> int:
             remove_server_file(settings.paths.server_file, os.getpid())
     finally:
         lock.release()
+        remove_unpack_dir_if_orphaned(bootloader)
 
 
 def _registry_url(settings: Settings) -> str:
