@@ -56,6 +56,12 @@ def parse_model(model: type[M], raw: bytes, what: str = "body") -> M:
 
 def json_body(model: type[M]) -> M:
     """The request's JSON body as `model`: 415 for another content type, 413 if too big."""
+    return parse_model(model, json_body_bytes())
+
+
+def json_body_bytes() -> bytes:
+    """The request's raw JSON body (415 for another content type, 413 if too big), for routes
+    that look at one field before choosing the model (POST /jobs reads `kind` first)."""
     mimetype = request.mimetype
     if mimetype != "application/json":
         raise UnsupportedMediaType(
@@ -64,10 +70,10 @@ def json_body(model: type[M]) -> M:
     length = request.content_length
     if length is not None and length > MAX_JSON_BYTES:
         raise PayloadTooLarge(f"JSON bodies are limited to {MAX_JSON_BYTES} bytes.")
-    raw = request.stream.read(MAX_JSON_BYTES + 1)
+    raw: bytes = request.stream.read(MAX_JSON_BYTES + 1)
     if len(raw) > MAX_JSON_BYTES:
         raise PayloadTooLarge(f"JSON bodies are limited to {MAX_JSON_BYTES} bytes.")
-    return parse_model(model, raw)
+    return raw
 
 
 @dataclass

@@ -13,6 +13,9 @@ from app.errors import ModelDepotError
 from app.registry import dashboard, models_api, versions_api
 from app.registry.api import ApiBlueprint, json_response, openapi_document
 from app.registry.context import Registry
+from app.registry.datasets_api import api as datasets_routes
+from app.registry.jobs_api import api as jobs_routes
+from app.registry.runner import JobRunner
 from app.registry.schemas import Health
 from app.security import SecurityPolicy, load_or_create_token
 from app.store import Store
@@ -32,7 +35,7 @@ def openapi() -> Response:
     return json_response(current_app.extensions["openapi"])
 
 
-BLUEPRINTS = [system, models_api.api, versions_api.api]
+BLUEPRINTS = [system, models_api.api, versions_api.api, datasets_routes, jobs_routes]
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -50,7 +53,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     store = store or Store(settings.paths)
     token = settings.token or load_or_create_token(settings.paths.token_file)
     policy = SecurityPolicy(token, settings.effective_auth, settings.allowed_hosts)
-    app.extensions["modeldepot"] = Registry(settings, store, policy)
+    # Jobs run on a spawn process pool, built on first use; serve_registry resumes old jobs.
+    runner = JobRunner(app, store, settings)
+    app.extensions["modeldepot"] = Registry(settings, store, policy, runner)
 
     @app.before_request
     def check_security() -> None:

@@ -69,15 +69,22 @@ def serve_registry(settings: Settings) -> None:
     app = create_app(settings, store)
     host, port = sock.getsockname()[:2]
     _exit_on_sigterm()
-    threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
+    warm = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)
+    app.extensions["warm_imports"] = warm  # context.await_warm_imports joins it
+    warm.start()
+    runner = app.extensions["modeldepot"].runner
+    runner.resume()  # jobs a stopped registry left queued or running
     log.info("registry listening on http://%s:%d (data dir %s)", host, port, settings.home)
-    waitress.serve(
-        app,
-        sockets=[sock],
-        threads=settings.registry_threads,
-        # Above our own limit, so the app (not waitress) answers 413 with a JSON body.
-        max_request_body_size=settings.max_upload_bytes + (64 << 20),
-        ident="modeldepot",
-        clear_untrusted_proxy_headers=True,
-        channel_timeout=300,
-    )
+    try:
+        waitress.serve(
+            app,
+            sockets=[sock],
+            threads=settings.registry_threads,
+            # Above our own limit, so the app (not waitress) answers 413 with a JSON body.
+            max_request_body_size=settings.max_upload_bytes + (64 << 20),
+            ident="modeldepot",
+            clear_untrusted_proxy_headers=True,
+            channel_timeout=300,
+        )
+    finally:
+        runner.shutdown()  # ends the pool's workers; their jobs run once more on the next start

@@ -9,7 +9,8 @@ from flask import Response, request, send_file
 from app.errors import PayloadTooLarge, Unauthorized
 from app.formats import Signature, inspect_file
 from app.registry.api import ApiBlueprint, json_body, json_response, parse_model
-from app.registry.context import registry
+from app.registry.context import await_warm_imports, registry
+from app.registry.hooks import version_ready
 from app.registry.models_api import query_flag, query_int
 from app.registry.schemas import (
     AliasPut,
@@ -70,6 +71,7 @@ def store_upload(
             "Trusting a pickle means running its code on this machine, so trust=true needs "
             "the API token even when other writes don't."
         )
+    await_warm_imports()
     inspection = inspect_file(
         upload.temp, trust=meta.trust, filename=upload.filename, declared_signature=declared
     )
@@ -94,6 +96,7 @@ def store_upload(
     )
     log.info("stored %s version %d (%s, %d bytes)", name, record.version, record.format,
              record.size or 0)
+    version_ready(reg.store, reg.runner, record)
     return record
 
 

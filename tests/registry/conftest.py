@@ -22,6 +22,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def app(settings: Settings) -> Iterator[Flask]:
     application = create_app(settings)
     yield application
+    application.extensions["modeldepot"].runner.shutdown()  # ends pool workers a test started
     application.extensions["modeldepot"].store.close()
 
 

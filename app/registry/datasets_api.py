@@ -1,0 +1,98 @@
+"""Routes for datasets: upload a CSV, list, show, delete.
+
+An upload streams to a temp file in the data dir (the model upload's decoder, with its own size
+cap), is checked line by line (tabular.inspect_csv), and only then placed under its sha256. The
+same bytes sent twice are one dataset: the second upload answers 200 with the first's record.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import BinaryIO, cast
+
+from flask import Response, request
+
+from app.errors import PayloadTooLarge, Unprocessable
+from app.registry.api import ApiBlueprint, json_response
+from app.registry.context import registry
+from app.registry.job_schemas import Dataset, DatasetForm, DatasetPage
+from app.registry.schemas import Deleted
+from app.registry.tabular import InvalidCsv, inspect_csv
+from app.registry.uploads import ReceivedUpload, receive_upload
+from app.store.datasets import DatasetRecord
+
+log = logging.getLogger(__name__)
+api = ApiBlueprint("datasets", "/api/v1")
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The dataset is larger than the limit of {limit} bytes (setting max_dataset_bytes)."
+    )
+
+
+def receive_dataset_file() -> ReceivedUpload:
+    """The request's multipart body, its `file` part streamed to a temp file under the cap."""
+    reg = registry()
+    limit = reg.settings.max_dataset_bytes
+    if request.content_length is not None and request.content_length > limit + (1 << 20):
+        raise _too_large(limit)
+    try:
+        stream = cast(BinaryIO, request.stream)  # werkzeug types it as IO[bytes]
+        return receive_upload(stream, request.content_type, reg.store.blobs, limit=limit,
+                              text_fields=("name",))
+    except PayloadTooLarge as exc:
+        raise _too_large(limit) from exc
+    except Unprocessable as exc:
+        if exc.code == "invalid_model_file":  # the decoder's word for a zero-byte file part
+            raise InvalidCsv("The CSV file is empty: it needs a header line naming the "
+                             "columns, then one line per row.") from exc
+        raise
+
+
+def store_dataset(upload: ReceivedUpload, name: str | None) -> tuple[DatasetRecord, bool]:
+    """Check and store a received CSV: the one path the API and the dashboard share."""
+    summary = inspect_csv(upload.temp)
+    return registry().store.datasets.add(
+        upload.temp, upload.sha256, upload.size, name or upload.filename or "",
+        summary.row_count, summary.columns,
+    )
+
+
+@api.route("POST", "/datasets", "Upload a CSV dataset (201 new, 200 if the same bytes exist)",
+           body=DatasetForm, response=Dataset, status=201, content_type="multipart/form-data")
+def upload_dataset() -> Response:
+    upload = receive_dataset_file()
+    try:
+        raw_name = upload.fields.get("name")
+        try:
+            name = raw_name.decode("utf-8") if raw_name is not None else None
+        except UnicodeDecodeError as exc:
+            raise Unprocessable("The name field is not valid UTF-8.") from exc
+        record, created = store_dataset(upload, name)
+    finally:
+        upload.discard()
+    if created:
+        log.info("stored dataset %s (%d rows, %d columns)", record.id[:12], record.row_count,
+                 len(record.columns))
+    return json_response(record.to_dict(), 201 if created else 200)
+
+
+@api.route("GET", "/datasets", "List datasets, newest first", response=DatasetPage)
+def list_datasets() -> Response:
+    records = registry().store.datasets.list_datasets()
+    return json_response({"datasets": [d.to_dict() for d in records]})
+
+
+@api.route("GET", "/datasets/<dataset_id>", "Show a dataset's columns and row count",
+           response=Dataset)
+def get_dataset(dataset_id: str) -> Response:
+    return json_response(registry().store.datasets.get(dataset_id).to_dict())
+
+
+@api.route("DELETE", "/datasets/<dataset_id>",
+           "Delete a dataset and free its file (409 while an unfinished job reads it)",
+           response=Deleted)
+def delete_dataset(dataset_id: str) -> Response:
+    freed = registry().store.datasets.delete(dataset_id)
+    return json_response({"deleted": True, "freed_bytes": freed})

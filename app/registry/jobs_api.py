@@ -1,0 +1,103 @@
+"""Routes for jobs: submit (202), list, show, cancel, log.
+
+The body of `POST /jobs` is read once and checked completely by the kind's parser (jobkinds.py)
+before any row exists, so a refused request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from flask import Response, request
+
+from app.errors import BadRequest, ServiceUnavailable, Unprocessable
+from app.registry.api import ApiBlueprint, json_body_bytes, json_response
+from app.registry.context import await_warm_imports, registry
+from app.registry.job_schemas import Job, JobLog, JobPage
+from app.registry.models_api import query_int
+from app.registry.runner import JobRunner
+from app.registry.train_spec import TrainRequest
+from app.store.jobs import JobRecord
+
+log = logging.getLogger(__name__)
+api = ApiBlueprint("jobs", "/api/v1")
+
+
+def job_runner() -> JobRunner:
+    runner = registry().runner
+    if runner is None:
+        raise ServiceUnavailable("This registry runs no jobs.")
+    return runner
+
+
+def submit_job(raw: bytes) -> JobRecord:
+    """Parse, check and queue a job from a JSON body: the path the API and dashboard share."""
+    runner = job_runner()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc.args[0]}.",
+                         code="invalid_json") from exc
+    if not isinstance(data, dict):
+        raise Unprocessable("The body must be a JSON object.")
+    kind = data.get("kind")
+    job_kind = runner.kinds.get(kind) if isinstance(kind, str) else None
+    if job_kind is None or job_kind.parse_request is None:
+        accepted = sorted(k for k, v in runner.kinds.items() if v.parse_request is not None)
+        raise Unprocessable(
+            f"Field 'kind' must be one of: {', '.join(accepted)}"
+            + (f" (not {str(kind)[:40]!r})." if kind is not None else "."),
+            code="invalid_kind",
+        )
+    await_warm_imports()  # parsing constructs the estimator: scikit-learn must be imported
+    spec, model = job_kind.parse_request(runner.store, raw)
+    job = runner.submit(job_kind.name, spec, model=model)
+    log.info("queued %s job %s for model %s", job.kind, job.id, model)
+    return job
+
+
+@api.route("POST", "/jobs", "Start a training job (202 with the queued job)", body=TrainRequest,
+           response=Job, status=202)
+def create_job() -> Response:
+    job = submit_job(json_body_bytes())
+    return json_response(job.to_dict(), 202, headers={"Location": f"/api/v1/jobs/{job.id}"})
+
+
+@api.route("GET", "/jobs", "List jobs, newest first", response=JobPage,
+           query=("status", "limit", "page_token"))
+def list_jobs() -> Response:
+    records, token = registry().store.jobs.list_jobs(
+        status=request.args.get("status") or None, limit=query_int("limit"),
+        page_token=request.args.get("page_token"),
+    )
+    return json_response({"jobs": [r.to_dict() for r in records], "next_page_token": token})
+
+
+@api.route("GET", "/jobs/<job_id>", "Show a job: status, progress, metrics, version",
+           response=Job)
+def get_job(job_id: str) -> Response:
+    return json_response(registry().store.jobs.get(job_id).to_dict())
+
+
+@api.route("DELETE", "/jobs/<job_id>",
+           "Cancel a job: a queued one at once (200), a running one at its next step (202)",
+           response=Job)
+def cancel_job(job_id: str) -> Response:
+    job = job_runner().cancel(job_id)
+    return json_response(job.to_dict(), 200 if job.status == "cancelled" else 202)
+
+
+@api.route("GET", "/jobs/<job_id>/log", "The job's log lines (?after=seq for newer ones)",
+           response=JobLog, query=("after",))
+def job_log(job_id: str) -> Response:
+    jobs = registry().store.jobs
+    after = query_int("after") or 0
+    job = jobs.get(job_id)
+    lines = jobs.log(job.id, after)
+    return json_response({
+        "id": job.id,
+        "status": job.status,
+        "lines": [line.to_dict() for line in lines],
+        "next_after": lines[-1].seq if lines else after,
+    })
