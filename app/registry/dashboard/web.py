@@ -76,7 +76,7 @@ def csrf_ok() -> bool:
     return session is not None and session.csrf_valid(registry().policy.token, presented)
 
 
-def page(template: str, status: int = 200, **context: Any) -> Response:
+def page(template: str, http_status: int = 200, **context: Any) -> Response:
     """Render a page with the session's CSRF token and any message left by the last action."""
     reg = registry()
     session = session_for_page()
@@ -93,7 +93,7 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
         message=context.pop("message", None) or message,
         **context,
     )
-    response = Response(html, status=status, mimetype="text/html")
+    response = Response(html, status=http_status, mimetype="text/html")
     if g.get("md_set_session"):
         _set_cookie(response, cookie_names()[0], session.cookie_value(reg.policy.token))
     if flash_cookie in request.cookies:
