@@ -4,6 +4,7 @@ registry plus inference server on ephemeral ports driven by headless Chromium fo
 from __future__ import annotations
 
 import html
+import io
 import os
 import re
 import subprocess
@@ -18,10 +19,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.config import Settings
+from app.formats.signature import signature_from_estimator
 from app.registry.app import create_app
+from app.store import NewVersion, Store
 from tests.conftest import TOKEN
 from tests.dashboard import browser as chromium
+from tests.inference.conftest import IRIS_NAMES
 from tests.live import free_port, server_env, start_registry, stop, wait_healthy
+from tests.models import iris_model, write_skops
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 ALERT = re.compile(r'role="alert"[^>]*>(.*?)</div>', re.S)
@@ -38,10 +43,10 @@ def shut_down(application: Flask, *, close_store: bool = True) -> None:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    application = create_app(settings)
+def app(settings: Settings, store: Store) -> Iterator[Flask]:
+    application = create_app(settings, store)
     yield application
-    shut_down(application)
+    shut_down(application, close_store=False)  # the store fixture closes it
 
 
 @pytest.fixture
@@ -76,6 +81,46 @@ def alerts(page: str) -> list[str]:
 def notices(page: str) -> list[str]:
     """The one-shot messages at the top of the page."""
     return [_text(m) for m in NOTICE.findall(page)]
+
+
+@pytest.fixture(scope="session")
+def iris_files(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, dict[str, Any]]]:
+    """Two fitted iris models as skops files with their signatures, made once per run."""
+    folder = tmp_path_factory.mktemp("iris")
+    files = []
+    for i, model in enumerate([iris_model(), iris_model(C=0.5)]):
+        path = write_skops(folder / f"iris{i}.skops", model)
+        files.append((path, signature_from_estimator(model).to_dict()))
+    return files
+
+
+def add_file(store: Store, name: str, path: Path, signature: dict[str, Any]) -> None:
+    temp, sha, size = store.blobs.receive(iter([path.read_bytes()]))
+    store.add_version(name, temp, sha, size, NewVersion(format="skops", signature=signature))
+
+
+@pytest.fixture
+def iris(store: Store, iris_files: list[tuple[Path, dict[str, Any]]]) -> Store:
+    """`iris` with versions 1 and 2 (ready), production -> 1."""
+    for path, signature in iris_files:
+        add_file(store, "iris", path, signature)
+    store.set_alias("iris", "production", 1)
+    return store
+
+
+@pytest.fixture
+def named(store: Store, iris_files: list[tuple[Path, dict[str, Any]]]) -> Store:
+    """`named`: one version whose signature names the four iris features."""
+    path, signature = iris_files[0]
+    add_file(store, "named", path, {**signature, "feature_names": IRIS_NAMES})
+    return store
+
+
+def upload(client: FlaskClient, csrf: str, model: str, content: bytes | Path, *,
+           filename: str = "model.skops", **fields: str) -> object:
+    data = content.read_bytes() if isinstance(content, Path) else content
+    return client.post(f"/upload?csrf={csrf}", content_type="multipart/form-data",
+                       data={"model": model, **fields, "file": (io.BytesIO(data), filename)})
 
 
 @dataclass

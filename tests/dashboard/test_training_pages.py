@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from app.config import Settings
@@ -19,13 +17,6 @@ from tests.dashboard.conftest import alerts, login, notices, shut_down
 from tests.registry.jobdata import FINAL, RF, classification_csv, wait_until
 
 CSV = classification_csv(rows=60)
-
-
-@pytest.fixture
-def app(settings: Settings, store: Store) -> Iterator[Flask]:
-    application = create_app(settings, store)
-    yield application
-    shut_down(application)
 
 
 def upload_csv(client: FlaskClient, csrf: str, data: bytes, name: str = "churn",
