@@ -11,7 +11,8 @@ The rows in the store are the truth; the pool's futures are only how work reache
   failed with a clear error; jobs whose workers were still alive, and jobs that had not started,
   are put back in the queue without losing their retry; the pool is rebuilt.
 - A sweep every few seconds dispatches any queued row the pool does not hold and fails any
-  running row no future stands for, so no job stays queued or running forever.
+  running row no future stands for, so no job stays queued or running forever. It also ends
+  the worker of a cancelled job that has not reached its next step within `cancel_grace`.
 - `shutdown()` (graceful registry stop) ends the workers and leaves their rows `running`: the
   next start treats them like a crash and runs each once more (store/jobs.py, MAX_ATTEMPTS).
 
@@ -29,7 +30,9 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait
@@ -48,6 +51,7 @@ from app.store.jobs import JobRecord
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 2.0
+CANCEL_GRACE_SECONDS = 30.0
 _STOP = object()
 KILLED = (
     "The worker process running this job was killed (by the operating system, e.g. when memory "
@@ -76,6 +80,8 @@ class JobRunner:
         self._events: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self.cancel_grace = CANCEL_GRACE_SECONDS
+        self._cancel_seen: dict[str, float] = {}  # job id -> when the sweep first saw its cancel
 
     # -- public -----------------------------------------------------------------------------
 
@@ -169,7 +175,7 @@ class JobRunner:
             max_workers=self.pool_size,
             mp_context=multiprocessing.get_context("spawn"),  # on every platform; see docstring
             initializer=init_worker,
-            initargs=(self._threads,),
+            initargs=(self._threads, os.getpid()),
         )
 
     def _rebuild(self) -> None:
@@ -257,12 +263,31 @@ class JobRunner:
     def _sweep(self) -> None:
         for job in self.store.jobs.active():
             with self._lock:
-                if self._closing or job.id in self._inflight:
-                    continue
-            if job.status == "queued":
+                if self._closing:
+                    return
+                held = job.id in self._inflight
+            if held:
+                if job.status == "running" and job.cancel_requested:
+                    self._end_if_stuck(job)
+            elif job.status == "queued":
                 self.dispatch(job)
             else:
                 self.store.jobs.fail(job.id, "The registry lost track of this job's worker.")
+
+    def _end_if_stuck(self, job: JobRecord) -> None:
+        """A cancel takes effect at the job's next step; a step that takes longer than
+        `cancel_grace` seconds (one long fit of an estimator that cannot be chunked) ends the
+        worker instead. The broken pool then marks the job cancelled and requeues the others."""
+        first_seen = self._cancel_seen.setdefault(job.id, time.monotonic())
+        if time.monotonic() - first_seen < self.cancel_grace or job.worker_pid is None:
+            return
+        if job.worker_pid not in _alive_workers():
+            return  # not one of our workers (any more): never signal a stranger
+        self.store.jobs.append_log(job.id, f"The job did not reach its next step within "
+                                   f"{self.cancel_grace:g} s of the cancel; its worker process "
+                                   "was ended.")
+        os.kill(job.worker_pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        del self._cancel_seen[job.id]
 
 
 def _alive_workers() -> set[int]:

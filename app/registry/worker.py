@@ -104,7 +104,7 @@ def run_job(job_id: str, home: str, body: Body) -> None:
         store.close()
 
 
-def init_worker(threads: int) -> None:
+def init_worker(threads: int, registry_pid: int) -> None:
     """Pool initializer: runs once in each fresh (spawned) worker before any job.
 
     - BLAS/OpenMP threads are capped so pool_size workers share the cores instead of each
@@ -123,7 +123,10 @@ def init_worker(threads: int) -> None:
     from app.supervisor.parentwatch import watch_parent
 
     if not watch_parent():
-        threading.Thread(target=_exit_with_registry, args=(os.getppid(),),
+        # The registry's pid comes from the registry itself: if it died while this process was
+        # still starting, our parent is already someone else, and comparing against that would
+        # keep us waiting forever.
+        threading.Thread(target=_exit_with_registry, args=(registry_pid,),
                          name="modeldepot-registrywatch", daemon=True).start()
     # Imported now, while no job waits on it, so a job's steps time its own work (~2 s).
     import sklearn.model_selection  # noqa: F401

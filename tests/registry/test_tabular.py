@@ -85,3 +85,30 @@ def test_load_columns_notices_a_changed_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidCsv) as info:
         load_columns(path, ["a"], "y", 1)
     assert info.value.message == "The dataset has more rows than when it was uploaded."
+
+
+def test_errors_past_the_first_block_name_their_line(tmp_path: Path) -> None:
+    rows = b"".join(b"%d,%d\n" % (i, i) for i in range(120_000))  # more than one read block
+    data = b"a,b\n" + rows + b"7,\xe9\n"
+    with pytest.raises(InvalidCsv) as info:
+        inspect_csv(write(tmp_path, data))
+    assert info.value.message == ("Line 120002 is not valid UTF-8 (byte 3 of the line). Save "
+                                  "the file as UTF-8 and upload it again.")
+    data = b"a,b\n" + rows + b"1,2,3\n"
+    with pytest.raises(InvalidCsv) as info:
+        inspect_csv(write(tmp_path, data))
+    assert info.value.message == "Line 120002 has 3 fields, but the header names 2 columns."
+
+
+def test_a_line_without_end_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    with pytest.raises(InvalidCsv) as info:
+        inspect_csv(write(tmp_path, b"a\n1\n" + b"9" * (3 << 20)))
+    assert info.value.message == ("Line 3 is longer than 1048576 bytes; is this really a CSV "
+                                  "file?")
+
+
+def test_quoted_line_breaks_infinities_and_no_final_newline(tmp_path: Path) -> None:
+    summary = inspect_csv(write(tmp_path, b'note,x,y\n"two\nlines",inf,1\nplain,2.5,3'))
+    assert summary.row_count == 2
+    assert summary.columns == (Column("note", "string", 0, 2), Column("x", "string", 0, 2),
+                               Column("y", "integer", 0, 2))

@@ -168,3 +168,24 @@ def test_cancel_queued_and_running_jobs(client: FlaskClient) -> None:
     assert 0.15 <= stopped["progress"] < 0.85 and stopped["version"] is None
     response = client.get("/api/v1/models/slow")
     assert response.status_code == 404  # no version was created, so not even the model
+
+
+def test_cancel_ends_a_fit_that_never_reaches_its_next_step(client: FlaskClient,
+                                                           pool_app: Flask) -> None:
+    """One long fit cannot stop between chunks; past the grace period its worker is ended."""
+    pool_app.extensions["modeldepot"].runner.cancel_grace = 0.5
+    dataset = upload(client, classification_csv(rows=SLOW_ROWS, features=6, seed=3))
+    endless = train_body(dataset, model="endless", estimator="sklearn.neural_network.MLPClassifier",
+                         params={"max_iter": 100_000, "tol": 0.0, "n_iter_no_change": 100_000})
+    job_id = client.post("/api/v1/jobs", json=endless, headers=AUTH).get_json()["id"]
+    wait_until(lambda: job(client, job_id)["step"] == "fit", "the fit to start")
+    assert client.delete(f"/api/v1/jobs/{job_id}", headers=AUTH).status_code == 202
+    done = finished(client, job_id, timeout=30)
+    assert done["status"] == "cancelled" and done["version"] is None
+    lines = [e["line"] for e in client.get(f"/api/v1/jobs/{job_id}/log").get_json()["lines"]]
+    assert ("The job did not reach its next step within 0.5 s of the cancel; its worker process "
+            "was ended.") in lines
+    assert lines[-1] == "Cancelled; its worker process ended."
+    after = run_job(client, train_body(upload(client, classification_csv(rows=60)),
+                                       model="after-cancel"))
+    assert after["status"] == "succeeded"  # the pool was rebuilt
