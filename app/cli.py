@@ -108,6 +108,16 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notices(args: argparse.Namespace) -> int:
+    from app.bundled import third_party_notices
+
+    try:
+        print(third_party_notices(), end="")
+    except FileNotFoundError as exc:
+        raise ModelDepotError(f"{exc} Reinstall ModelDepot to restore it.") from exc
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from app.store import Store
     from app.store.doctor import run_doctor
@@ -268,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("paths", cmd_paths, "Print where ModelDepot keeps everything.", ("home",))
     command("token", cmd_token, "Print the API token (created on first use).", ("home", "token"))
     command("version", cmd_version, "Print the version.", ())
+    command("notices", cmd_notices, "Print the licences of the third-party software bundled.", ())
     doctor = command("doctor", cmd_doctor, "Check the database and every model file's sha256.",
                      ("home",))
     doctor.add_argument("--no-mark", action="store_true",
