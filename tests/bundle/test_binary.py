@@ -1,0 +1,266 @@
+"""The built binary end to end: what a user on a machine with no Python does with it.
+
+One `modeldepot serve` of dist/modeldepot is shared by the tests in file order (a onefile start
+unpacks ~240 MB, so it is paid once): push, predict, train, swap aliases, lose a child, and at
+the end SIGTERM, after which no process and no unpack folder may be left. Tests that need a serve
+of their own (the launcher killed outright, the onedir build) start one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.tree import DecisionTreeClassifier
+
+from tests.bundle.conftest import Bundle, alive, command_line, process_tree, wait_until
+from tests.models import iris_model, iris_rows, write_skops
+from tests.supervisor.conftest import port_free
+
+pytestmark = pytest.mark.bundle
+
+ROWS = iris_rows(6)
+TRAIN_TIMEOUT = 180.0  # a spawned worker of a onefile binary imports scikit-learn cold
+
+
+@pytest.fixture(scope="module")
+def served(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundle]:
+    bundle = Bundle(binary, tmp_path_factory.mktemp("served"))
+    bundle.start()
+    try:
+        bundle.wait_ready()
+        yield bundle
+    finally:
+        bundle.cleanup()
+
+
+def auth(bundle: Bundle) -> dict[str, str]:
+    return {"Authorization": f"Bearer {bundle.token()}"}
+
+
+def push(bundle: Bundle, name: str, path: Path) -> dict[str, Any]:
+    with path.open("rb") as f:
+        r = httpx.post(f"{bundle.registry}/api/v1/models/{name}/versions", headers=auth(bundle),
+                       files={"file": (path.name, f, "application/octet-stream")},
+                       data={"metadata": json.dumps({"description": "from the bundle test"})},
+                       timeout=60)
+    assert r.status_code == 201, r.text
+    version: dict[str, Any] = r.json()
+    return version
+
+
+def move_alias(bundle: Bundle, name: str, alias: str, version: int) -> None:
+    r = httpx.put(f"{bundle.registry}/api/v1/models/{name}/aliases/{alias}", headers=auth(bundle),
+                  json={"version": version}, timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def predict_v1(bundle: Bundle, name: str, rows: np.ndarray) -> dict[str, Any]:
+    r = httpx.post(f"{bundle.inference}/v1/models/{name}/predict",
+                   json={"instances": rows.tolist()}, timeout=30)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def served_version(bundle: Bundle, name: str) -> int | None:
+    try:
+        r = httpx.post(f"{bundle.inference}/v1/models/{name}/predict",
+                       json={"instances": ROWS[:1].tolist()}, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return int(r.json()["version"]) if r.status_code == 200 else None
+
+
+# -- no Python, any directory ------------------------------------------------------------------
+
+def test_one_shot_commands_need_no_python_and_leave_no_unpack_folder(served: Bundle) -> None:
+    env = served.env
+    assert not any(Path(d, "python3").exists() or Path(d, "python").exists()
+                   for d in env["PATH"].split(os.pathsep))
+    version = served.run("version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.startswith("modeldepot ")
+    paths = served.run("paths")
+    assert paths.returncode == 0, paths.stderr
+    assert str(served.data) in paths.stdout  # MODELDEPOT_HOME, not the cwd or HOME
+    assert served.run("token").stdout.strip() == served.token()
+    # The running serve owns exactly one unpack folder; the one-shot runs removed theirs.
+    assert len(served.unpack_dirs()) == 1, served.unpack_dirs()
+    assert not any((served.base / "cwd").iterdir())  # nothing written to the working directory
+
+
+def test_bundled_files_are_served(served: Bundle) -> None:
+    docs = httpx.get(f"{served.inference}/docs", timeout=10)
+    assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
+    script = httpx.get(f"{served.inference}/static/swagger-ui-bundle.js", timeout=10)
+    assert script.status_code == 200 and len(script.content) > 100_000
+    dashboard = httpx.get(f"{served.registry}/", timeout=10)
+    assert dashboard.status_code == 200 and "<html" in dashboard.text.lower()
+    notices = served.run("notices")
+    assert notices.returncode == 0, notices.stderr
+    assert "scikit-learn" in notices.stdout and "onnxruntime" in notices.stdout
+
+
+# -- push and predict ------------------------------------------------------------------------
+
+def test_push_then_predict_through_v2_and_v1(served: Bundle, tmp_path: Path) -> None:
+    model = iris_model()
+    version = push(served, "iris", write_skops(tmp_path / "iris.skops", model))
+    assert version["version"] == 1 and version["format"] == "skops"
+    expected = model.predict(ROWS).tolist()
+
+    wait_until(lambda: served_version(served, "iris") == 1, 10, "version 1 served")
+    body = predict_v1(served, "iris", ROWS)
+    assert body["model"] == "iris" and body["version"] == 1
+    assert body["predictions"] == expected
+
+    r = httpx.post(f"{served.inference}/v2/models/iris/infer", timeout=30, json={"inputs": [
+        {"name": "input", "shape": list(ROWS.shape), "datatype": "FP64",
+         "data": ROWS.reshape(-1).tolist()}]})
+    assert r.status_code == 200, r.text
+    outputs = {o["name"]: o for o in r.json()["outputs"]}
+    assert outputs["predict"]["data"] == expected
+    assert outputs["predict"]["shape"] == [len(ROWS)]
+
+
+def test_alias_move_is_served_within_a_second(served: Bundle, tmp_path: Path) -> None:
+    X, y = load_iris(return_X_y=True)
+    first = push(served, "swap", write_skops(tmp_path / "a.skops", iris_model()))["version"]
+    tree = DecisionTreeClassifier(max_depth=1, random_state=0).fit(X, y)
+    second = push(served, "swap", write_skops(tmp_path / "b.skops", tree))["version"]
+    move_alias(served, "swap", "production", first)
+    wait_until(lambda: served_version(served, "swap") == first, 10, "production -> first")
+
+    moved = time.monotonic()
+    move_alias(served, "swap", "production", second)
+    wait_until(lambda: served_version(served, "swap") == second, 5, "production -> second",
+               interval=0.02)
+    elapsed = time.monotonic() - moved
+    assert elapsed <= 1.5, f"the new version was served {elapsed:.2f} s after the alias moved"
+    assert predict_v1(served, "swap", ROWS)["predictions"] == tree.predict(ROWS).tolist()
+
+
+# -- training through the process pool inside the binary -------------------------------------
+
+def iris_csv() -> bytes:
+    X, y = load_iris(return_X_y=True)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["sepal_length", "sepal_width", "petal_length", "petal_width", "species"])
+    for row, label in zip(X.tolist(), y.tolist(), strict=True):
+        writer.writerow([*row, label])
+    return out.getvalue().encode()
+
+
+def pool_workers(bundle: Bundle) -> set[int]:
+    """Processes below the registry that are multiprocessing's spawned workers of the binary."""
+    registry = bundle.child_pids().get("registry")
+    if registry is None:
+        return set()
+    return {pid for pid in process_tree(registry)[1:]
+            if "--multiprocessing-fork" in command_line(pid)
+            and os.path.realpath(f"/proc/{pid}/exe") == str(bundle.binary)}
+
+
+def test_train_through_the_process_pool(served: Bundle) -> None:
+    r = httpx.post(f"{served.registry}/api/v1/datasets", headers=auth(served), timeout=30,
+                   files={"file": ("iris.csv", iris_csv(), "text/csv")})
+    assert r.status_code in (200, 201), r.text
+    dataset = r.json()
+    assert dataset["id"]
+
+    r = httpx.post(f"{served.registry}/api/v1/jobs", headers=auth(served), timeout=30, json={
+        "kind": "train", "model": "trained", "dataset": dataset["id"], "target": "species",
+        "estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 500},
+        "alias": "production"})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+
+    workers: set[int] = set()
+    job: dict[str, Any] = {}
+
+    def finished() -> bool:
+        nonlocal job
+        workers.update(pool_workers(served))
+        served.remember()
+        job = httpx.get(f"{served.registry}/api/v1/jobs/{job_id}", timeout=10).json()
+        return job["status"] in ("succeeded", "failed", "cancelled")
+
+    wait_until(finished, TRAIN_TIMEOUT, "the training job finished", interval=0.05)
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == 1 and isinstance(job["version"], int), job
+    assert workers, "no spawned pool worker of the binary was seen under the registry"
+
+    wait_until(lambda: served_version(served, "trained") == job["version"], 10,
+               "the trained version served")
+    X, y = load_iris(return_X_y=True)
+    predictions = predict_v1(served, "trained", X)["predictions"]
+    assert np.mean(np.asarray(predictions) == y) > 0.9
+
+
+# -- crashes and stops -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("role", ["registry", "inference"])
+def test_a_killed_child_comes_back(served: Bundle, role: str) -> None:
+    before = served.child_pids()[role]
+    os.kill(before, signal.SIGKILL)
+    wait_until(lambda: served.child_pids().get(role) not in (None, before), 10,
+               f"a new {role} process")
+    wait_until(served.ready, 10, f"the {role} ready again")
+    assert not alive(before)
+    assert served_version(served, "iris") == 1
+    assert len(served.unpack_dirs()) == 1  # the restarted child reused the supervisor's folder
+
+
+def test_sigterm_leaves_no_process_and_no_unpack_folder(served: Bundle) -> None:
+    served.wait_ready()
+    served.remember()
+    tree = set(served.seen)
+    assert len(tree) >= 4, tree  # launcher, supervisor, registry, inference (and pool workers)
+    code = served.stop(signal.SIGTERM)
+    assert code == 0, served.output()
+    wait_until(lambda: not any(alive(pid) for pid in tree), 5,
+               f"every process gone: {[p for p in tree if alive(p)]}")
+    assert port_free(served.registry_port) and port_free(served.inference_port)
+    assert served.unpack_dirs() == []
+    assert not (served.data / "server.json").exists()
+
+
+def test_killed_launcher_takes_everything_with_it(binary: Path, bundle_factory: Any) -> None:
+    """SIGKILL of the onefile launcher: the supervisor below it stops the servers and removes
+    the unpack folder the launcher can no longer remove."""
+    bundle: Bundle = bundle_factory(binary).start()
+    bundle.wait_ready()
+    bundle.remember()
+    tree = set(bundle.seen)
+    assert bundle.unpack_dirs()
+    bundle.stop(signal.SIGKILL)
+    wait_until(lambda: not any(alive(pid) for pid in tree), 15,
+               f"every process gone: {[(p, command_line(p)) for p in tree if alive(p)]}")
+    assert port_free(bundle.registry_port) and port_free(bundle.inference_port)
+    assert bundle.unpack_dirs() == []
+
+
+def test_onedir_build_serves_and_stops(onedir_binary: Path, bundle_factory: Any,
+                                       tmp_path: Path) -> None:
+    bundle: Bundle = bundle_factory(onedir_binary).start()
+    bundle.wait_ready()
+    push(bundle, "iris", write_skops(tmp_path / "iris.skops"))
+    wait_until(lambda: served_version(bundle, "iris") == 1, 10, "version 1 served")
+    bundle.remember()
+    tree = set(bundle.seen)
+    assert bundle.stop(signal.SIGTERM) == 0, bundle.output()
+    wait_until(lambda: not any(alive(pid) for pid in tree), 5, "every process gone")
+    assert bundle.unpack_dirs() == []  # a onedir build never unpacks
