@@ -124,10 +124,10 @@ class JobRunner:
         self._events.put(_STOP)
         if executor is not None:
             pool: ProcessPoolExecutor = executor._self
+            workers = _pool_workers(pool)
             pool.shutdown(wait=False, cancel_futures=True)
             # Training can take minutes and the pool would wait for it, so end the workers.
-            # The registry's only multiprocessing children are this pool's workers.
-            for process in multiprocessing.active_children():
+            for process in workers:
                 process.terminate()
             pool.shutdown(wait=True)
         for job_id in inflight:
@@ -299,3 +299,11 @@ def _alive_workers() -> set[int]:
     children = [p for p in multiprocessing.active_children() if p.pid is not None]
     exited = set(wait([p.sentinel for p in children], timeout=0))
     return {p.pid for p in children if p.sentinel not in exited and p.pid is not None}
+
+
+def _pool_workers(pool: ProcessPoolExecutor) -> list[multiprocessing.Process]:
+    """The pool's own worker processes (not every child of this process: tests run several
+    registries in one). ProcessPoolExecutor offers no public way to end its workers before
+    Python 3.14's `terminate_workers()`; `_processes` is its pid -> Process map."""
+    processes = getattr(pool, "_processes", None) or {}
+    return list(processes.values())
