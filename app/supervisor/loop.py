@@ -52,6 +52,10 @@ STARTUP_TIMEOUT = 90.0  # a onefile build on a slow box may take this long to im
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
 CRASH_LOOP_AFTER = 3  # start-up failures in a row
 STOP_GRACE = 10.0  # SIGTERM, then SIGKILL after this long
+# A Ctrl+C reaches a onefile build twice: from the terminal (the launcher and the supervisor share
+# its foreground process group) and again forwarded by the launcher. Only a second request after
+# this long means "stop now".
+REPEAT_WINDOW = 0.5
 
 EXIT_SIGNALS = [signal.SIGINT, signal.SIGTERM]
 if sys.platform == "win32":
@@ -336,10 +340,11 @@ class Supervisor:
             child.state = "stopping"
             assert child.process is not None
             request_stop(child.process)
-        deadline = time.monotonic() + STOP_GRACE
+        began = time.monotonic()
+        deadline = began + STOP_GRACE
         while alive and time.monotonic() < deadline:
             self.wait(TICK)
-            if self.handle_signals():
+            if self.handle_signals() and time.monotonic() - began > REPEAT_WINDOW:
                 log.warning("Asked again to stop: killing the servers now.")
                 break
             alive = [c for c in alive if c.process and exit_code(c.process) is None]

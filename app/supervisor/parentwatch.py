@@ -1,9 +1,11 @@
 """Inside a child: exit when the supervisor that started it is gone.
 
 On Linux the kernel already kills a child whose supervisor dies (PR_SET_PDEATHSIG, children.py).
-This watch covers what that cannot: other systems, a onefile build (where the child's parent is
-its own bootloader, not the supervisor) and grandchildren such as training pool workers, which
-inherit `MODELDEPOT_SUPERVISOR_PID` from the environment. Call `watch_parent()` once, early, in any
+This watch covers what that cannot: other systems and grandchildren such as training pool workers,
+which inherit `MODELDEPOT_SUPERVISOR_PID` from the environment. (In a onefile build the children
+are the supervisor's own: their bootloader finds the supervisor's unpack folder in the inherited
+environment and runs Python in-process, with no launcher process between; frozen.py covers the
+launcher above the supervisor.) Call `watch_parent()` once, early, in any
 process the supervisor may leave behind; without the variable (a server started by hand) it does
 nothing.
 """
@@ -61,8 +63,8 @@ def _alive(pid: int) -> bool:
 
 def _watch_posix(supervisor: int, parent: int, group: int | None) -> None:
     # A changed parent pid means our parent died and we were re-parented: that alone is proof,
-    # with no pid-reuse doubt. The supervisor check covers the onefile case, where our parent is
-    # the bootloader between us and the supervisor.
+    # with no pid-reuse doubt. The supervisor check covers grandchildren (pool workers), whose
+    # parent is a child of the supervisor.
     while os.getppid() == parent and _alive(supervisor):
         time.sleep(POLL_SECONDS)
     if group is not None:
