@@ -152,11 +152,15 @@ class Bundle:
                               capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
 
-    def start(self) -> Bundle:
-        command = [str(self.binary), "serve", "--registry-port", str(self.registry_port),
+    def start(self, extra_env: dict[str, str] | None = None,
+              wrapper: list[str] | None = None) -> Bundle:
+        """`wrapper` runs first and must exec the command it is given (as systemd would)."""
+        command = [*(wrapper or []), str(self.binary), "serve",
+                   "--registry-port", str(self.registry_port),
                    "--inference-port", str(self.inference_port)]
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(command, env=self.env, cwd=self.base / "cwd",
+            self.proc = subprocess.Popen(command, env=self.env | (extra_env or {}),
+                                         cwd=self.base / "cwd",
                                          stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT)
         return self

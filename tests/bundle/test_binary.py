@@ -13,7 +13,10 @@ import io
 import json
 import os
 import signal
+import socket
+import struct
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -251,6 +254,55 @@ def test_killed_launcher_takes_everything_with_it(binary: Path, bundle_factory: 
                f"every process gone: {[(p, command_line(p)) for p in tree if alive(p)]}")
     assert port_free(bundle.registry_port) and port_free(bundle.inference_port)
     assert bundle.unpack_dirs() == []
+
+
+def receive_with_sender(sock: socket.socket, until: str, timeout: float) -> list[tuple[int, str]]:
+    """sd_notify datagrams with the pid the kernel vouches for (SCM_CREDENTIALS), as systemd
+    reads them to apply NotifyAccess=."""
+    got: list[tuple[int, str]] = []
+    deadline = time.monotonic() + timeout
+    creds_size = socket.CMSG_SPACE(struct.calcsize("3i"))
+    while time.monotonic() < deadline:
+        try:
+            data, ancillary, _, _ = sock.recvmsg(4096, creds_size)
+        except TimeoutError:
+            continue
+        pid = next(struct.unpack("3i", d[:12])[0] for level, kind, d in ancillary
+                   if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS)
+        got.append((pid, data.decode()))
+        if any(until in message.split("\n") for _, message in got):
+            return got
+    raise AssertionError(f"no {until} within {timeout} s; got {got}")
+
+
+def test_sd_notify_comes_from_below_the_launcher(binary: Path, bundle_factory: Any) -> None:
+    """Under systemd the unit's main PID is the onefile launcher, but READY=1 and WATCHDOG=1 come
+    from the supervisor, its child: the unit needs NotifyAccess=all (NotifyAccess=main would drop
+    every message and systemd would time the start out)."""
+    unit = (Path(__file__).parents[2] / "packaging/systemd/modeldepot.service").read_text()
+    assert "\nNotifyAccess=all\n" in unit
+    address = f"@modeldepot-bundle-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.bind("\0" + address[1:])
+        sock.settimeout(0.2)
+        bundle: Bundle = bundle_factory(binary)
+        # As systemd does: WATCHDOG_PID is the pid it started, which then execs the binary.
+        bundle.start(extra_env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"},
+                     wrapper=["/bin/sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh"])
+        assert bundle.proc is not None
+        launcher = bundle.proc.pid
+        messages = receive_with_sender(sock, "READY=1", 60)
+        messages += receive_with_sender(sock, "WATCHDOG=1", 5)
+        senders = {pid for pid, _ in messages}
+        assert launcher not in senders, messages
+        assert len(senders) == 1, messages  # only the supervisor speaks, never a server
+        supervisor = senders.pop()
+        with open(f"/proc/{supervisor}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) == launcher
+        assert bundle.stop(signal.SIGTERM) == 0
+        stopping = receive_with_sender(sock, "STOPPING=1", 5)
+        assert {pid for pid, _ in stopping} == {supervisor}
 
 
 def test_onedir_build_serves_and_stops(onedir_binary: Path, bundle_factory: Any,
