@@ -42,7 +42,8 @@ def test_serves_before_the_database_exists_then_picks_models_up(tmp_path: Path) 
         finally:
             store.close()
         deadline = time.monotonic() + 15
-        while httpx.post(url, json={"instances": [ROW]}).status_code != 200:
+        # The first load imports scikit-learn, seconds on a busy machine: wait for it.
+        while httpx.post(url, json={"instances": [ROW]}, timeout=60).status_code != 200:
             assert time.monotonic() < deadline, "the new model was never served"
             time.sleep(0.05)
         assert httpx.post(url, json={"instances": [ROW]}).json()["predictions"] == [0]
