@@ -1,44 +1,80 @@
 """The `compile` job: build a version's ONNX twin, verify it, record the outcome.
 
-`build_twin` runs in the job pool's spawned worker processes, so it is a top-level function of
-plain arguments that opens the store itself. It never raises for a model it cannot compile:
-converter gaps and mismatches are outcomes, recorded in the version's twin report, and the version
-itself is never touched. It raises only when the store itself fails, as any job may.
+`run(job_id, home)` is the worker function the pool calls (jobkinds.py); `build_twin(data_dir,
+version_id)` is the same work without a job row, for benchmarks and tests. Both open the store in
+their own process. Neither raises for a model it cannot compile: converter gaps and mismatches are
+outcomes, recorded in the version's twin report, and the version itself is never touched. The job
+succeeds whenever an outcome was recorded; its log says which, and the version's `twin` shows it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from app.config import Paths
 from app.errors import ModelDepotError, NotFound
+from app.registry.worker import Cancelled, JobContext, Outcome, run_job
 from app.store import Store, VersionRecord
 from app.store.blobs import file_sha256
+from app.store.jobs import JobRecord
 from app.store.twins import NEEDS_NO_TWIN, record_twin, training_data, version_by_id
 
 log = logging.getLogger(__name__)
+P_BUILD = 0.05
+
+
+def run(job_id: str, home: str) -> None:
+    """The pool's entry point for `kind: "compile"` jobs (spec: version_id, model, version)."""
+    run_job(job_id, home, compile_job)
+
+
+def compile_job(store: Store, job: JobRecord, ctx: JobContext) -> Outcome:
+    spec = job.spec
+    version_id = int(spec["version_id"])
+    try:
+        ctx.step("build", P_BUILD, f"Converting {spec['model']} version {spec['version']} with "
+                 "skl2onnx and checking the twin against the model on sample rows.")
+        summary = compile_version(store, version_id)
+    except BaseException as exc:
+        # Never leave the version's twin `queued` for a job that is over.
+        reason = "The compile job was cancelled." if isinstance(exc, Cancelled) else \
+            "The compile job stopped before it finished; its log has the details."
+        with contextlib.suppress(Exception):
+            record_twin(store, version_id, "none" if isinstance(exc, Cancelled) else "failed",
+                        {"reason": reason})
+        raise
+    # A log line, not a step: past this point a cancel would only mislabel a recorded outcome.
+    ctx.log(f"Twin {summary['status']}" + (f": {summary['reason']}" if summary["reason"] else "."))
+    return Outcome(metrics={"twin_verified": float(summary["status"] == "verified")},
+                   model=spec["model"], version=int(spec["version"]))
 
 
 def build_twin(data_dir: str, version_id: int) -> dict[str, Any]:
     """Build and verify the twin of version row `version_id`; returns a summary for the job."""
     store = Store(Paths(Path(data_dir)))
     try:
-        try:
-            record = version_by_id(store, version_id)
-        except NotFound:
-            return {"status": "none", "reason": "The version was deleted."}
-        if record.format in NEEDS_NO_TWIN or record.status != "ready":
-            return {"status": "none", "reason": f"A {record.status} {record.format} version "
-                                                "needs no twin."}
-        status, report, graph = _build(store, record)
-        if not record_twin(store, version_id, status, report, graph):
-            return {"status": "none", "reason": "The version was deleted."}
-        log.info("twin of %s version %d: %s", record.model, record.version, status)
-        return {"status": status, "reason": report.get("reason", "")}
+        return compile_version(store, version_id)
     finally:
         store.close()
+
+
+def compile_version(store: Store, version_id: int) -> dict[str, Any]:
+    """Build, verify and record; {"status", "reason"} of what was recorded."""
+    try:
+        record = version_by_id(store, version_id)
+    except NotFound:
+        return {"status": "none", "reason": "The version was deleted."}
+    if record.format in NEEDS_NO_TWIN or record.status != "ready":
+        return {"status": "none", "reason": f"A {record.status} {record.format} version "
+                                            "needs no twin."}
+    status, report, graph = _build(store, record)
+    if not record_twin(store, version_id, status, report, graph):
+        return {"status": "none", "reason": "The version was deleted."}
+    log.info("twin of %s version %d: %s", record.model, record.version, status)
+    return {"status": status, "reason": report.get("reason", "")}
 
 
 def _build(store: Store, record: VersionRecord) -> tuple[str, dict[str, Any], bytes | None]:

@@ -3,12 +3,11 @@
 `on_version_ready(store, runner, version)` is called once for every version that reaches
 `ready` through the registry: an upload (versions_api, after `Store.add_version` returned) or a
 training job (the runner, after the job's row says `succeeded`). It runs in the registry process,
-on a request thread or the runner's thread, so it must be quick: heavy work belongs in a job,
-e.g. `runner.submit("compile", {"model": version.model, "version": version.version},
-model=version.model)` once the "compile" kind is in jobkinds.KINDS (ONNX twin builds).
+on a request thread or the runner's thread, so it must be quick: heavy work belongs in a job.
 
-Today it does nothing. `version_ready` is what callers use: a failing hook is logged and never
-fails the upload or the job that made the version.
+It queues the version's ONNX twin build, a `compile` job (app/registry/compile.py); the
+version's twin shows `queued` until the job records its outcome. `version_ready` is what
+callers use: a failing hook is logged and never fails the upload or the job that made the version.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from app.store import Store, VersionRecord
+from app.store.twins import NEEDS_NO_TWIN, mark_queued
 
 if TYPE_CHECKING:
     from app.registry.runner import JobRunner
@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def on_version_ready(store: Store, runner: JobRunner, version: VersionRecord) -> None:
-    """A no-op for now; the ONNX twin build submits its compile job here."""
+    """Queue the ONNX twin build of a scikit-learn version (unless the setting twins is off)."""
+    if not runner.settings.twins or version.format in NEEDS_NO_TWIN:
+        return
+    if mark_queued(store, version.id):
+        runner.submit("compile", {"version_id": version.id, "model": version.model,
+                                  "version": version.version}, model=version.model)
 
 
 def version_ready(store: Store, runner: JobRunner | None, version: VersionRecord) -> None:

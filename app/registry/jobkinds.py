@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.registry import compile as twin_compile
 from app.registry import training
 from app.registry.api import parse_model
 from app.registry.train_spec import TrainRequest, validate_train
@@ -38,4 +39,5 @@ def _parse_train(store: Store, raw: bytes) -> tuple[dict[str, Any], str | None]:
 
 KINDS: dict[str, JobKind] = {
     "train": JobKind("train", training.run, _parse_train, creates_version=True),
+    "compile": JobKind("compile", twin_compile.run),  # started by hooks.on_version_ready only
 }

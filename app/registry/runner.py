@@ -68,6 +68,7 @@ class JobRunner:
     def __init__(self, app: Flask, store: Store, settings: Settings,
                  kinds: dict[str, JobKind] = KINDS) -> None:
         self.store = store
+        self.settings = settings
         self.pool_size = settings.pool_size
         self.kinds = kinds
         self._app = app

@@ -83,7 +83,10 @@ def test_sigkill_during_concurrent_uploads(tmp_path: Path) -> None:
     assert conn.execute("SELECT COUNT(*) FROM versions WHERE status = 'pending'").fetchone()[0] == 0
     for (sha,) in conn.execute("SELECT sha256 FROM versions WHERE status = 'ready'"):
         assert file_sha256(store.blobs.path(sha)) == sha
-    referenced = {r[0] for r in conn.execute("SELECT sha256 FROM versions WHERE status = 'ready'")}
+    referenced = {r[0] for r in conn.execute(
+        "SELECT sha256 FROM versions WHERE status = 'ready' "
+        "UNION SELECT twin_sha256 FROM versions WHERE twin_sha256 IS NOT NULL"  # ONNX twins
+    )}
     assert set(store.blobs.all_digests()) == referenced  # no orphan files left behind
     assert not list((home / "tmp").iterdir())
     store.close()
