@@ -128,7 +128,10 @@ def main() -> None:
         print(f"one process, one after another   {seq:6.2f} s  ({seq / args.jobs:.2f} s a job)")
 
         port = free_port()
-        proc = start_registry(tmp / "pool-home", port, MODELDEPOT_POOL_SIZE=str(args.pool))
+        # Twins off: each trained version would queue an ONNX compile job in the same pool,
+        # work the one-process baseline does not do.
+        proc = start_registry(tmp / "pool-home", port, MODELDEPOT_POOL_SIZE=str(args.pool),
+                              MODELDEPOT_TWINS="false")
         client = Client(f"http://127.0.0.1:{port}", TOKEN)
         try:
             dataset = client.upload_dataset(csv)["id"]
