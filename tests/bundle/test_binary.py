@@ -151,6 +151,7 @@ def test_alias_move_is_served_within_a_second(served: Bundle, tmp_path: Path) ->
     wait_until(lambda: served_version(served, "swap") == second, 5, "production -> second",
                interval=0.02)
     elapsed = time.monotonic() - moved
+    # API.md promises 1 s; the extra half second is for a 2-core CI box busy with other tests.
     assert elapsed <= 1.5, f"the new version was served {elapsed:.2f} s after the alias moved"
     assert predict_v1(served, "swap", ROWS)["predictions"] == tree.predict(ROWS).tolist()
 
