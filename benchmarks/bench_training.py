@@ -78,7 +78,7 @@ class Sampler(threading.Thread):
             response.read()
             self.times.append(time.perf_counter() - start)
             assert response.status == 200
-            time.sleep(0.005)  # a busy client, not a flood: the jobs should have the cores
+            time.sleep(0.02)  # a dashboard-like client (~50 requests/s), not a flood
         conn.close()
 
 
@@ -92,14 +92,23 @@ def sample_for(port: int, seconds: float) -> list[float]:
 
 
 def wait_all(client: Client, ids: list[str]) -> None:
+    """One list request every 0.2 s until every job has ended (they must all succeed)."""
     pending = set(ids)
     while pending:
-        for job_id in list(pending):
-            job = client.request("GET", f"/api/v1/jobs/{job_id}")
-            if job["status"] in FINAL:
+        time.sleep(0.2)
+        for job in client.request("GET", "/api/v1/jobs", query={"limit": 1000})["jobs"]:
+            if job["id"] in pending and job["status"] in FINAL:
                 assert job["status"] == "succeeded", job
-                pending.discard(job_id)
-        time.sleep(0.05)
+                pending.discard(job["id"])
+
+
+def _seconds(job: dict[str, Any]) -> float:
+    """started_at to finished_at of a job, from its ISO timestamps."""
+    from datetime import datetime
+
+    start, end = (datetime.fromisoformat(job[k].replace("Z", "+00:00"))
+                  for k in ("started_at", "finished_at"))
+    return (end - start).total_seconds()
 
 
 def pct(values: list[float], q: int) -> float:
@@ -154,11 +163,13 @@ def main() -> None:
             pooled = time.perf_counter() - start
             sampler.stop_flag.set()
             sampler.join()
+            held = [_seconds(client.request("GET", f"/api/v1/jobs/{i}")) for i in ids]
         finally:
             stop(proc)
 
         print(f"registry pool of {args.pool}, over HTTP      {pooled:6.2f} s  "
-              f"(speed-up {seq / pooled:.2f}x of an ideal {args.pool}x)")
+              f"(speed-up {seq / pooled:.2f}x of an ideal {args.pool}x; a job held its worker "
+              f"{statistics.mean(held):.2f} s on average)")
         print("\n== GET /api/v1/models latency (ms), sequential keep-alive requests")
         busy = sampler.times
         print(f"idle registry      n={len(idle):5d}  p50 {pct(idle, 50):7.2f}  "
