@@ -97,7 +97,8 @@ def store_upload(
     log.info("stored %s version %d (%s, %d bytes)", name, record.version, record.format,
              record.size or 0)
     version_ready(reg.store, reg.runner, record)
-    return record
+    # Read again: the hook may have queued the twin build, and the answer should say so.
+    return reg.store.get_version(name, record.version)
 
 
 @api.route("GET", "/models/<name>/versions", "List a model's versions, newest first",
