@@ -26,15 +26,3 @@ class Registry:
 def registry() -> Registry:
     reg: Registry = current_app.extensions["modeldepot"]
     return reg
-
-
-def await_warm_imports() -> None:
-    """Wait until the registry's background import of scikit-learn, skops and ONNX is over.
-
-    Two threads importing scikit-learn at the same time can see it half-initialised (an
-    ImportError such as "cannot import name 'clone' from 'sklearn.base'"), so a request that
-    needs those libraries in the first seconds after start waits for the warm-up instead.
-    """
-    warm = current_app.extensions.get("warm_imports")
-    if warm is not None:
-        warm.join()

@@ -13,8 +13,9 @@ from flask import Response, request
 
 from app.errors import BadRequest, ServiceUnavailable, Unprocessable
 from app.registry.api import ApiBlueprint, json_body_bytes, json_response
-from app.registry.context import await_warm_imports, registry
+from app.registry.context import registry
 from app.registry.job_schemas import Job, JobLog, JobPage
+from app.registry.libraries import import_model_libraries
 from app.registry.models_api import query_int
 from app.registry.runner import JobRunner
 from app.registry.train_spec import TrainRequest
@@ -50,7 +51,7 @@ def submit_job(raw: bytes) -> JobRecord:
             + (f" (not {str(kind)[:40]!r})." if kind is not None else "."),
             code="invalid_kind",
         )
-    await_warm_imports()  # parsing constructs the estimator: scikit-learn must be imported
+    import_model_libraries()  # parsing constructs the estimator: scikit-learn must be imported
     spec, model = job_kind.parse_request(runner.store, raw)
     job = runner.submit(job_kind.name, spec, model=model)
     log.info("queued %s job %s for model %s", job.kind, job.id, model)

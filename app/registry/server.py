@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-import threading
 
 from app.config import Settings
 from app.errors import ModelDepotError
@@ -36,19 +35,6 @@ def bind_socket(host: str, port: int, setting: str) -> socket.socket:
     return sock
 
 
-def _warm_imports() -> None:
-    """Import scikit-learn, skops and ONNX now, so the first upload does not wait ~2 s for them."""
-    try:
-        import onnx  # noqa: F401
-        import sklearn.ensemble  # noqa: F401
-        import sklearn.linear_model  # noqa: F401
-        import skops.io  # noqa: F401
-
-        import app.formats.inspection  # noqa: F401
-    except Exception:  # a broken optional import shows up, with its cause, on the upload itself
-        log.debug("warm-up import failed", exc_info=True)
-
-
 def _exit_on_sigterm() -> None:
     """SIGTERM ends waitress like Ctrl+C does: `finally` blocks and atexit handlers run."""
 
@@ -69,9 +55,6 @@ def serve_registry(settings: Settings) -> None:
     app = create_app(settings, store)
     host, port = sock.getsockname()[:2]
     _exit_on_sigterm()
-    warm = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)
-    app.extensions["warm_imports"] = warm  # context.await_warm_imports joins it
-    warm.start()
     runner = app.extensions["modeldepot"].runner
     runner.resume()  # jobs a stopped registry left queued or running
     log.info("registry listening on http://%s:%d (data dir %s)", host, port, settings.home)

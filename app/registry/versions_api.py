@@ -9,8 +9,9 @@ from flask import Response, request, send_file
 from app.errors import PayloadTooLarge, Unauthorized
 from app.formats import Signature, inspect_file
 from app.registry.api import ApiBlueprint, json_body, json_response, parse_model
-from app.registry.context import await_warm_imports, registry
+from app.registry.context import registry
 from app.registry.hooks import version_ready
+from app.registry.libraries import import_model_libraries
 from app.registry.models_api import query_flag, query_int
 from app.registry.schemas import (
     AliasPut,
@@ -71,7 +72,7 @@ def store_upload(
             "Trusting a pickle means running its code on this machine, so trust=true needs "
             "the API token even when other writes don't."
         )
-    await_warm_imports()
+    import_model_libraries()
     inspection = inspect_file(
         upload.temp, trust=meta.trust, filename=upload.filename, declared_signature=declared
     )
