@@ -28,11 +28,22 @@ def _add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str] | N
             continue
         flag = "--" + setting.name.replace("_", "-")
         if setting.parse.__name__ == "_parse_bool":
-            group.add_argument(flag, dest=setting.name, action="store_const", const="true",
-                               default=None, help=setting.help)
+            group.add_argument(
+                flag,
+                dest=setting.name,
+                action="store_const",
+                const="true",
+                default=None,
+                help=setting.help,
+            )
         else:
-            group.add_argument(flag, dest=setting.name, default=None, help=setting.help,
-                               metavar=setting.name.upper())
+            group.add_argument(
+                flag,
+                dest=setting.name,
+                default=None,
+                help=setting.help,
+                metavar=setting.name.upper(),
+            )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -41,6 +52,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 # -- server commands -------------------------------------------------------------------------
+
 
 def _run_server(args: argparse.Namespace, role: str, serve: Callable[[Settings], None]) -> int:
     """A child of `serve` (or a server started by hand): log as `role`, die with the supervisor."""
@@ -87,9 +99,16 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_paths(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     p = settings.paths
-    rows = [("data dir", p.home), ("database", p.database), ("model files", p.blobs),
-            ("temp files", p.tmp), ("token", p.token_file), ("config", p.config_file),
-            ("server file", p.server_file), ("logs", p.logs)]
+    rows = [
+        ("data dir", p.home),
+        ("database", p.database),
+        ("model files", p.blobs),
+        ("temp files", p.tmp),
+        ("token", p.token_file),
+        ("config", p.config_file),
+        ("server file", p.server_file),
+        ("logs", p.logs),
+    ]
     for label, path in rows:
         print(f"{label:<12} {path}")
     return 0
@@ -133,6 +152,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 # -- client commands -------------------------------------------------------------------------
 
+
 def server_client(args: argparse.Namespace, role: str = "registry") -> Any:
     """A client for the running `role` server ("registry" or "inference"), with the token.
 
@@ -164,8 +184,9 @@ def _print(data: Any, as_json: bool) -> None:
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     client = registry_client(args)
-    page = client.request("GET", "/api/v1/models", query={"q": args.q, "tag": args.tag or None,
-                                                           "limit": args.limit})
+    page = client.request(
+        "GET", "/api/v1/models", query={"q": args.q, "tag": args.tag or None, "limit": args.limit}
+    )
     if args.json:
         _print(page, True)
         return 0
@@ -180,11 +201,14 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     client = registry_client(args)
     name = quote(args.name, safe="")
     if args.version:
-        data = client.request("GET", f"/api/v1/models/{name}/versions/{quote(args.version, safe='')}")
+        data = client.request(
+            "GET", f"/api/v1/models/{name}/versions/{quote(args.version, safe='')}"
+        )
     else:
         data = client.request("GET", f"/api/v1/models/{name}")
-        data["versions"] = client.request("GET", f"/api/v1/models/{name}/versions",
-                                          query={"limit": 20})["versions"]
+        data["versions"] = client.request(
+            "GET", f"/api/v1/models/{name}/versions", query={"limit": 20}
+        )["versions"]
     _print(data, True)
     return 0
 
@@ -193,8 +217,10 @@ def cmd_models_push(args: argparse.Namespace) -> int:
     from app.models_push import push_model
 
     version = push_model(registry_client(args), args)
-    print(f"pushed {version['model']} version {version['version']} "
-          f"({version['format']}, {version['size']} bytes, {version['status']})")
+    print(
+        f"pushed {version['model']} version {version['version']} "
+        f"({version['format']}, {version['size']} bytes, {version['status']})"
+    )
     for warning in version.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -245,12 +271,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     path = f"/v1/models/{quote(args.name, safe='')}"
     if args.version:
         path += f"/versions/{quote(args.version, safe='')}"
-    _print(server_client(args, "inference").request("POST", path + "/predict", json_body=body),
-           True)
+    _print(
+        server_client(args, "inference").request("POST", path + "/predict", json_body=body), True
+    )
     return 0
 
 
 # -- parser ----------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -258,19 +286,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help: str,
-                flags: Sequence[str] | None = CLIENT_SETTINGS,
-                parent: Any = sub) -> argparse.ArgumentParser:
+    def command(
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help: str,
+        flags: Sequence[str] | None = CLIENT_SETTINGS,
+        parent: Any = sub,
+    ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
         _add_setting_flags(p, flags)
         p.set_defaults(func=func)
         return p
 
     serve = command("serve", cmd_serve, "Start both servers and keep them running.", None)
-    serve.add_argument("--open", action="store_true",
-                       help="Open the dashboard in the browser once ready (or at the running one).")
-    status = command("status", cmd_status, "Show whether ModelDepot is running, and where.",
-                     CLIENT_SETTINGS)
+    serve.add_argument(
+        "--open",
+        action="store_true",
+        help="Open the dashboard in the browser once ready (or at the running one).",
+    )
+    status = command(
+        "status", cmd_status, "Show whether ModelDepot is running, and where.", CLIENT_SETTINGS
+    )
     status.add_argument("--json", action="store_true")
     command("stop", cmd_stop, "Stop a running `modeldepot serve`.", ("home",))
     command("registry", cmd_registry, "Run the registry server (Flask on waitress).", None)
@@ -279,10 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     command("token", cmd_token, "Print the API token (created on first use).", ("home", "token"))
     command("version", cmd_version, "Print the version.", ())
     command("notices", cmd_notices, "Print the licences of the third-party software bundled.", ())
-    doctor = command("doctor", cmd_doctor, "Check the database and every model file's sha256.",
-                     ("home",))
-    doctor.add_argument("--no-mark", action="store_true",
-                        help="Only report; do not mark mismatching versions corrupt.")
+    doctor = command(
+        "doctor", cmd_doctor, "Check the database and every model file's sha256.", ("home",)
+    )
+    doctor.add_argument(
+        "--no-mark",
+        action="store_true",
+        help="Only report; do not mark mismatching versions corrupt.",
+    )
 
     models = sub.add_parser("models", help="List, show, push, alias and remove models.")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
@@ -300,10 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", default="")
     p.add_argument("--tag", action="append", default=[], help="key=value (repeatable).")
     p.add_argument("--alias", help="Point this alias at the new version.")
-    p.add_argument("--keep-pickle", action="store_true",
-                   help="Upload a pickle as it is instead of converting it to skops.")
-    p = command("alias", cmd_models_alias, "Point an alias at a version, or --delete it.",
-                parent=msub)
+    p.add_argument(
+        "--keep-pickle",
+        action="store_true",
+        help="Upload a pickle as it is instead of converting it to skops.",
+    )
+    p = command(
+        "alias", cmd_models_alias, "Point an alias at a version, or --delete it.", parent=msub
+    )
     p.add_argument("name")
     p.add_argument("alias")
     p.add_argument("version", nargs="?", type=int)
@@ -314,8 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="Delete even if aliases point into it.")
     p = command("predict", cmd_predict, "Ask the inference server for predictions.")
     p.add_argument("name", help="Model name.")
-    p.add_argument("--version", help="Number, 'latest' or alias (default: production, else latest).")
-    p.add_argument("--input", "-i", help='JSON body or list of rows, e.g. \'[[5.1, 3.5, 1.4, 0.2]]\'.')
+    p.add_argument(
+        "--version", help="Number, 'latest' or alias (default: production, else latest)."
+    )
+    p.add_argument(
+        "--input", "-i", help="JSON body or list of rows, e.g. '[[5.1, 3.5, 1.4, 0.2]]'."
+    )
     p.add_argument("--file", "-f", type=Path, help="Read the JSON from a file ('-' for stdin).")
     p.add_argument("--proba", action="store_true", help="Also return class probabilities.")
     add_job_commands(sub, command)  # datasets, train, jobs

@@ -33,7 +33,8 @@ class MultipartBody:
         self.boundary = "modeldepot-" + secrets.token_hex(12)
         head = b"".join(
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-            + value.encode() + b"\r\n"
+            + value.encode()
+            + b"\r\n"
             for name, value in fields.items()
         )
         safe_name = filename.replace('"', "_").replace("\r", "_").replace("\n", "_")
@@ -74,7 +75,9 @@ class Client:
         query: dict[str, Any] | None = None,
     ) -> Any:
         url = urlsplit(self.base_url)
-        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=self.timeout)
+        conn = http.client.HTTPConnection(
+            url.hostname or "127.0.0.1", url.port, timeout=self.timeout
+        )
         all_headers = {"Accept": "application/json", **(headers or {})}
         if self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"

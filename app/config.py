@@ -100,20 +100,32 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_upload_bytes", 2 << 30, "Largest accepted upload (e.g. 2G, 500M).", _parse_size),
     Setting("registry_threads", 8, "Worker threads of the registry's WSGI server.", int),
     Setting("log_level", "info", "debug, info, warning or error.", str),
-    Setting("batch_window_ms", 1.0, "How long inference waits to stack concurrent requests.",
-            float),
+    Setting(
+        "batch_window_ms", 1.0, "How long inference waits to stack concurrent requests.", float
+    ),
     Setting("max_batch_size", 64, "Most requests stacked into one predict call.", int),
     Setting("max_batch_rows", 10_000, "Most rows one prediction request may carry.", int),
-    Setting("max_request_bytes", 32 << 20, "Largest prediction request body (e.g. 32M).",
-            _parse_size),
+    Setting(
+        "max_request_bytes", 32 << 20, "Largest prediction request body (e.g. 32M).", _parse_size
+    ),
     Setting("cache_memory_mb", 2048, "Memory budget of loaded models; least used go first.", int),
     Setting("poll_interval_ms", 200, "How often inference checks the store for changes.", int),
-    Setting("twins", True, "Build verified ONNX twins of scikit-learn models and serve through "
-            "them (false: scikit-learn only).", _parse_bool),
-    Setting("pool_size", DEFAULT_POOL_SIZE, "Training processes run at once; more jobs queue "
-            "(default: cores minus one, at least one).", _parse_pool_size),
-    Setting("max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).",
-            _parse_size),
+    Setting(
+        "twins",
+        True,
+        "Build verified ONNX twins of scikit-learn models and serve through "
+        "them (false: scikit-learn only).",
+        _parse_bool,
+    ),
+    Setting(
+        "pool_size",
+        DEFAULT_POOL_SIZE,
+        "Training processes run at once; more jobs queue (default: cores minus one, at least one).",
+        _parse_pool_size,
+    ),
+    Setting(
+        "max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).", _parse_size
+    ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -260,7 +272,9 @@ def resolve(
             continue
         if setting.name in flags:
             raw, origin = flags[setting.name], "flag"
-            values[setting.name] = raw if not isinstance(raw, str) else _convert(setting, raw, origin)
+            values[setting.name] = (
+                raw if not isinstance(raw, str) else _convert(setting, raw, origin)
+            )
         elif setting.env_var in environ:
             origin = "env"
             values[setting.name] = _convert(setting, environ[setting.env_var], setting.env_var)

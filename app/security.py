@@ -12,9 +12,9 @@ import hmac
 import ipaddress
 import os
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from app.errors import Forbidden, Unauthorized
@@ -22,6 +22,11 @@ from app.errors import Forbidden, Unauthorized
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 TOKEN_BYTES = 32
+
+
+# A dict of lower-case names, or werkzeug's case-insensitive Headers (which no typing protocol
+# matches both of; this module must not import werkzeug). Only `.get(name)` is used.
+Headers = Any
 
 
 def load_or_create_token(path: Path) -> str:
@@ -51,7 +56,9 @@ def load_or_create_token(path: Path) -> str:
 def _read_token(path: Path) -> str:
     token = path.read_text(encoding="ascii").strip()
     if len(token) < 16:
-        raise ValueError(f"The token file {path} is empty or too short; delete it to make a new one.")
+        raise ValueError(
+            f"The token file {path} is empty or too short; delete it to make a new one."
+        )
     return token
 
 
@@ -86,7 +93,7 @@ class SecurityPolicy:
     def check(
         self,
         method: str,
-        headers: Mapping[str, str],
+        headers: Headers,
         *,
         public: bool = False,
         cookie_token: str | None = None,
@@ -109,18 +116,20 @@ class SecurityPolicy:
             return
         self.require_token(headers, cookie_token)
 
-    def _check_origin(self, headers: Mapping[str, str]) -> None:
+    def _check_origin(self, headers: Headers) -> None:
         if headers.get("sec-fetch-site", "").lower() == "cross-site":
             raise Forbidden("Cross-site requests may not change anything here.")
         origin = headers.get("origin")
         if origin and origin != "null":
             origin_host = host_of(urlsplit(origin).netloc)
             if not self.host_allowed(origin_host):
-                raise Forbidden(f"Requests from origin {origin[:80]!r} may not change anything here.")
+                raise Forbidden(
+                    f"Requests from origin {origin[:80]!r} may not change anything here."
+                )
         elif origin == "null":
             raise Forbidden("Requests from an opaque origin may not change anything here.")
 
-    def require_token(self, headers: Mapping[str, str], cookie_token: str | None = None) -> None:
+    def require_token(self, headers: Headers, cookie_token: str | None = None) -> None:
         """Raise Unauthorized unless the request carries this server's token."""
         presented = bearer_token(headers.get("authorization", "")) or cookie_token
         if not presented:
@@ -131,7 +140,7 @@ class SecurityPolicy:
         if not hmac.compare_digest(presented.encode(), self.token.encode()):
             raise Unauthorized("The API token is wrong. `modeldepot token` prints the right one.")
 
-    def token_presented(self, headers: Mapping[str, str], cookie_token: str | None = None) -> bool:
+    def token_presented(self, headers: Headers, cookie_token: str | None = None) -> bool:
         try:
             self.require_token(headers, cookie_token)
         except Unauthorized:

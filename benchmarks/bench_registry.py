@@ -35,7 +35,7 @@ from tests.live import free_port, start_registry, stop  # noqa: E402
 
 
 def big_model(path: Path, megabytes: int) -> Path:
-    """A real estimator whose fitted state is `megabytes` of float64 (KNN keeps its training set)."""
+    """A real estimator with `megabytes` of float64 state (KNN keeps its training set)."""
     rows = megabytes * (1 << 20) // (100 * 8)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((rows, 100))
@@ -147,15 +147,19 @@ def main() -> None:
             copy_s, upload_s = statistics.median(copies), statistics.median(uploads)
             print(f"\n== upload of a {size_mb:.0f} MB joblib model (median of 3)")
             print(f"plain copy   {size_mb / copy_s:8.1f} MB/s")
-            print(f"upload       {size_mb / upload_s:8.1f} MB/s  "
-                  f"(ratio to copy {copy_s / upload_s:.2f}; includes the safety scan and load)")
+            print(
+                f"upload       {size_mb / upload_s:8.1f} MB/s  "
+                f"(ratio to copy {copy_s / upload_s:.2f}; includes the safety scan and load)"
+            )
             model.unlink()
 
             huge = big_model(tmp / "huge.joblib", huge_mb)
             before = peak_rss_mb(proc.pid)
             client.upload("huge", huge, {"trust": True})
-            print(f"\n== peak RSS of the registry (VmHWM) around a "
-                  f"{huge.stat().st_size / 1e9:.2f} GB upload")
+            print(
+                f"\n== peak RSS of the registry (VmHWM) around a "
+                f"{huge.stat().st_size / 1e9:.2f} GB upload"
+            )
             print(f"before {before:.0f} MB, after {peak_rss_mb(proc.pid):.0f} MB (goal < 200 MB)")
         finally:
             stop(proc)

@@ -66,10 +66,11 @@ def write_mlflow_zip(path: Path, model: Any | None = None, key: str = "model_pat
     signature = json.dumps([{"type": "double", "name": f"f{i}"} for i in range(4)])
     mlmodel = (
         "artifact_path: model\nflavors:\n  python_function:\n    loader_module: mlflow.sklearn\n"
-        f"    {key}: model.pkl\n    python_version: 3.11.7\n  sklearn:\n    pickled_model: model.pkl\n"
+        f"    {key}: model.pkl\n    python_version: 3.11.7\n"
+        "  sklearn:\n    pickled_model: model.pkl\n"
         "    serialization_format: cloudpickle\n    sklearn_version: 1.9.1\n"
         f"signature:\n  inputs: '{signature}'\n"
-        "  outputs: '[{\"type\": \"tensor\", \"tensor-spec\": {\"dtype\": \"int64\", \"shape\": [-1]}}]'\n"
+        '  outputs: \'[{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]\'\n'
     )
     buf = io.BytesIO()
     pickle.dump(model, buf)

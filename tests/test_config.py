@@ -20,7 +20,9 @@ def test_table_and_dataclass_agree() -> None:
 
 
 def test_precedence(tmp_path: Path) -> None:
-    (tmp_path / "config.toml").write_text('registry_port = 9000\ninference_port = 9001\nauth = "all"\n')
+    (tmp_path / "config.toml").write_text(
+        'registry_port = 9000\ninference_port = 9001\nauth = "all"\n'
+    )
     env = {"MODELDEPOT_HOME": str(tmp_path), "MODELDEPOT_INFERENCE_PORT": "9101"}
     s = resolve({"auth": "none"}, env)
     assert (s.registry_port, s.inference_port, s.auth) == (9000, 9101, "none")
@@ -34,9 +36,14 @@ def test_defaults_and_sizes(tmp_path: Path) -> None:
     assert s.max_upload_bytes == 512 << 20
 
 
-@pytest.mark.parametrize("env", [{"MODELDEPOT_REGISTRY_PORT": "99999"},
-                                 {"MODELDEPOT_AUTH": "sometimes"},
-                                 {"MODELDEPOT_MAX_UPLOAD_BYTES": "-1"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MODELDEPOT_REGISTRY_PORT": "99999"},
+        {"MODELDEPOT_AUTH": "sometimes"},
+        {"MODELDEPOT_MAX_UPLOAD_BYTES": "-1"},
+    ],
+)
 def test_bad_values_name_the_setting(tmp_path: Path, env: dict[str, str]) -> None:
     with pytest.raises(BadRequest, match="Setting"):
         resolve({}, {"MODELDEPOT_HOME": str(tmp_path), **env})

@@ -1,4 +1,4 @@
-"""The README's walkthrough on a fresh data dir: `serve`, then the CLI and curl, as a new user would.
+"""The README's walkthrough on a fresh data dir: `serve`, then the CLI and curl, as a user would.
 
 The supervisor creates the token file; every client command finds the servers through
 `server.json` and reads the token from the data dir, with no MODELDEPOT_TOKEN in the environment.
@@ -34,9 +34,17 @@ def user_env(home: Path) -> dict[str, str]:
     return env
 
 
-def modeldepot(home: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", *args], env=user_env(home), input=input,
-                          capture_output=True, text=True, timeout=60)
+def modeldepot(
+    home: Path, *args: str, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env=user_env(home),
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +61,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
 @pytest.mark.slow
 def test_push_a_joblib_with_the_cli_then_predict(served: Serve, tmp_path: Path) -> None:
     model = write_joblib(tmp_path / "model.joblib", iris_model())
-    pushed = modeldepot(served.home, "models", "push", str(model), "--name", "churn",
-                        "--alias", "production")
+    pushed = modeldepot(
+        served.home, "models", "push", str(model), "--name", "churn", "--alias", "production"
+    )
     assert pushed.returncode == 0, pushed.stderr
     assert "pushed churn version 1 (skops" in pushed.stdout  # converted: the server loads no pickle
 
@@ -72,8 +81,9 @@ def test_push_a_joblib_with_the_cli_then_predict(served: Serve, tmp_path: Path) 
     body = json.loads(answer.stdout)
     assert body["predictions"] == expected
     assert len(body["probabilities"]) == 2
-    via_stdin = modeldepot(served.home, "predict", "churn", "-f", "-",
-                           input=json.dumps({"instances": rows}))
+    via_stdin = modeldepot(
+        served.home, "predict", "churn", "-f", "-", input=json.dumps({"instances": rows})
+    )
     assert json.loads(via_stdin.stdout)["predictions"] == expected
 
 
@@ -85,16 +95,33 @@ def test_push_a_trusted_joblib_with_curl(served: Serve, tmp_path: Path) -> None:
     assert token and (served.home / "token").stat().st_mode & 0o777 == 0o600
     url = f"http://127.0.0.1:{served.registry_port}/api/v1/models/curled/versions"
     out = subprocess.run(
-        ["curl", "-sS", "-H", f"Authorization: Bearer {token}", "-F", f"file=@{model}",
-         "-F", 'metadata={"trust": true}', url],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            "curl",
+            "-sS",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "-F",
+            f"file=@{model}",
+            "-F",
+            'metadata={"trust": true}',
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     version = json.loads(out)
     assert version["format"] == "pickle" and version["status"] == "ready"
     assert version["imported_globals"]  # listed for the user to review
 
-    no_token = subprocess.run(["curl", "-sS", "-F", f"file=@{model}", url],
-                              capture_output=True, text=True, timeout=60, check=True).stdout
+    no_token = subprocess.run(
+        ["curl", "-sS", "-F", f"file=@{model}", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert json.loads(no_token)["error"]["code"] == "unauthorized"
 
 
@@ -109,11 +136,20 @@ def test_push_a_trusted_joblib_with_curl(served: Serve, tmp_path: Path) -> None:
         (("models", "show", "nosuch"), "nosuch"),
     ],
 )
-def test_client_errors_are_one_clear_line(served: Serve, args: tuple[str, ...],
-                                          message: str) -> None:
+def test_client_errors_are_one_clear_line(
+    served: Serve, args: tuple[str, ...], message: str
+) -> None:
     if args[:2] == ("predict", "churn"):
-        modeldepot(served.home, "models", "push", "--name", "churn", "--alias", "production",
-                   str(write_joblib(served.home.parent / "c.joblib", iris_model())))
+        modeldepot(
+            served.home,
+            "models",
+            "push",
+            "--name",
+            "churn",
+            "--alias",
+            "production",
+            str(write_joblib(served.home.parent / "c.joblib", iris_model())),
+        )
     result = modeldepot(served.home, *args)
     assert result.returncode == 1
     assert result.stderr.startswith("modeldepot: ") and message in result.stderr

@@ -23,8 +23,7 @@ _FLASK_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status=status, headers=headers,
-                    mimetype="application/json")
+    return Response(orjson.dumps(body), status=status, headers=headers, mimetype="application/json")
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -45,7 +44,9 @@ def parse_model(model: type[M], raw: bytes, what: str = "body") -> M:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"The {what} is not valid JSON: {exc.args[0]}.", code="invalid_json") from exc
+        raise BadRequest(
+            f"The {what} is not valid JSON: {exc.args[0]}.", code="invalid_json"
+        ) from exc
     if not isinstance(data, dict):
         raise Unprocessable(f"The {what} must be a JSON object.")
     try:
@@ -116,8 +117,17 @@ class ApiBlueprint:
             endpoint = f"{view.__name__}"
             self.blueprint.add_url_rule(path, endpoint, view, methods=[method])
             self.operations.append(
-                Operation(method, self.prefix + path, summary, body, response, status,
-                          content_type, query, writes=method not in ("GET", "HEAD"))
+                Operation(
+                    method,
+                    self.prefix + path,
+                    summary,
+                    body,
+                    response,
+                    status,
+                    content_type,
+                    query,
+                    writes=method not in ("GET", "HEAD"),
+                )
             )
             return view
 
@@ -146,14 +156,17 @@ def openapi_document(title: str, version: str, blueprints: list[ApiBlueprint]) -
             if op.response is not None:
                 success["content"] = {"application/json": {"schema": ref(op.response)}}
             elif op.content_type != "application/json":
-                success["content"] = {op.content_type: {"schema": {"type": "string",
-                                                                   "format": "binary"}}}
+                success["content"] = {
+                    op.content_type: {"schema": {"type": "string", "format": "binary"}}
+                }
             entry: dict[str, Any] = {
                 "summary": op.summary,
                 "operationId": f"{op.method.lower()}_{path}".replace("/", "_").strip("_"),
                 "parameters": params,
-                "responses": {str(op.status): success,
-                              "4XX": {"description": "Client error", **error}},
+                "responses": {
+                    str(op.status): success,
+                    "4XX": {"description": "Client error", **error},
+                },
             }
             if op.body is not None:
                 entry["requestBody"] = {

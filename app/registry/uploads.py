@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
@@ -50,7 +50,7 @@ def boundary_of(content_type: str | None) -> bytes:
 
 
 def receive_upload(
-    stream: BinaryIO,
+    stream: IO[bytes],
     content_type: str | None,
     blobs: BlobStore,
     *,
@@ -107,7 +107,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
     )
 
 
-def _events(decoder: MultipartDecoder, stream: BinaryIO) -> Iterator[object]:
+def _events(decoder: MultipartDecoder, stream: IO[bytes]) -> Iterator[object]:
     ended = False
     while True:
         event = decoder.next_event()

@@ -57,7 +57,7 @@ class BlobStore:
         return self.path(sha256).is_file()
 
     def temp_file(self) -> tuple[BinaryIO, Path]:
-        """An open temp file in the data dir (same file system as the blobs, so rename is atomic)."""
+        """An open temp file in the data dir: the blobs' file system, so rename is atomic."""
         fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.tmp)
         return os.fdopen(fd, "w+b"), Path(name)
 

@@ -152,7 +152,9 @@ class Store:
 
     def _model_record(self, conn: sqlite3.Connection, row: sqlite3.Row) -> ModelRecord:
         model_id = row["id"]
-        tags = dict(conn.execute("SELECT key, value FROM model_tags WHERE model_id = ?", (model_id,)))
+        tags = dict(
+            conn.execute("SELECT key, value FROM model_tags WHERE model_id = ?", (model_id,))
+        )
         aliases = dict(
             conn.execute(
                 "SELECT a.alias, v.version FROM aliases a JOIN versions v ON v.id = a.version_id "
@@ -215,7 +217,9 @@ class Store:
         with self.db.write() as conn:
             model_id = self._model_id(conn, name)
             if description is not None:
-                conn.execute("UPDATE models SET description = ? WHERE id = ?", (description, model_id))
+                conn.execute(
+                    "UPDATE models SET description = ? WHERE id = ?", (description, model_id)
+                )
             if tags is not None:
                 self._replace_tags(conn, "model_tags", "model_id", model_id, tags)
             conn.execute("UPDATE models SET updated_at = ? WHERE id = ?", (time.time(), model_id))
@@ -242,18 +246,26 @@ class Store:
         check_name(name)
         with self.db.write() as conn:
             model_id = self._model_id(conn, name)
-            aliases = [r[0] for r in conn.execute(
-                "SELECT alias FROM aliases WHERE model_id = ? ORDER BY alias", (model_id,)
-            )]
+            aliases = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT alias FROM aliases WHERE model_id = ? ORDER BY alias", (model_id,)
+                )
+            ]
             if aliases and not force:
                 raise Conflict(
                     f"Model {name!r} still has aliases ({', '.join(aliases)}) that clients may "
                     "serve. Delete them first, or repeat with ?force=true.",
                     code="has_aliases",
                 )
-            digests = {d for r in conn.execute(
-                "SELECT sha256, twin_sha256 FROM versions WHERE model_id = ?", (model_id,)
-            ) for d in r if d is not None}  # model files and their ONNX twins
+            digests = {
+                d
+                for r in conn.execute(
+                    "SELECT sha256, twin_sha256 FROM versions WHERE model_id = ?", (model_id,)
+                )
+                for d in r
+                if d is not None
+            }  # model files and their ONNX twins
             conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
             trashed = self._trash_unreferenced(conn, digests)
             self._bump(conn)
@@ -287,11 +299,22 @@ class Store:
                     "imported_globals, environment, warnings, created_at, updated_at, dataset_id) "
                     "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        model_id, number, new.format, new.format_detail, sha256, size,
+                        model_id,
+                        number,
+                        new.format,
+                        new.format_detail,
+                        sha256,
+                        size,
                         json.dumps(new.signature) if new.signature is not None else None,
-                        json.dumps(new.metrics), json.dumps(new.params), new.description,
-                        new.source, json.dumps(list(new.imported_globals)),
-                        json.dumps(new.environment), json.dumps(list(new.warnings)), now, now,
+                        json.dumps(new.metrics),
+                        json.dumps(new.params),
+                        new.description,
+                        new.source,
+                        json.dumps(list(new.imported_globals)),
+                        json.dumps(new.environment),
+                        json.dumps(list(new.warnings)),
+                        now,
+                        now,
                         new.dataset_id,
                     ),
                 )
@@ -310,7 +333,9 @@ class Store:
                     )
                     self._bump(conn)
             except Exception as exc:
-                self.set_status(version_id, "failed", f"The file could not be stored: {type(exc).__name__}.")
+                self.set_status(
+                    version_id, "failed", f"The file could not be stored: {type(exc).__name__}."
+                )
                 raise
         finally:
             temp.unlink(missing_ok=True)
@@ -362,11 +387,15 @@ class Store:
         return row
 
     def _version_record(self, conn: sqlite3.Connection, row: sqlite3.Row) -> VersionRecord:
-        tags = dict(conn.execute("SELECT key, value FROM version_tags WHERE version_id = ?",
-                                 (row["id"],)))
-        aliases = [r[0] for r in conn.execute(
-            "SELECT alias FROM aliases WHERE version_id = ? ORDER BY alias", (row["id"],)
-        )]
+        tags = dict(
+            conn.execute("SELECT key, value FROM version_tags WHERE version_id = ?", (row["id"],))
+        )
+        aliases = [
+            r[0]
+            for r in conn.execute(
+                "SELECT alias FROM aliases WHERE version_id = ? ORDER BY alias", (row["id"],)
+            )
+        ]
         return VersionRecord.from_row(row, tags, aliases)
 
     def list_versions(
@@ -399,11 +428,14 @@ class Store:
         with self.db.write() as conn:
             row = self._resolve_row(conn, model, ref)
             if description is not None:
-                conn.execute("UPDATE versions SET description = ? WHERE id = ?",
-                             (description, row["id"]))
+                conn.execute(
+                    "UPDATE versions SET description = ? WHERE id = ?", (description, row["id"])
+                )
             if tags is not None:
                 self._replace_tags(conn, "version_tags", "version_id", row["id"], tags)
-            conn.execute("UPDATE versions SET updated_at = ? WHERE id = ?", (time.time(), row["id"]))
+            conn.execute(
+                "UPDATE versions SET updated_at = ? WHERE id = ?", (time.time(), row["id"])
+            )
             self._bump(conn)
         return self.get_version(model, row["version"])
 
@@ -412,9 +444,12 @@ class Store:
         check_name(model)
         with self.db.write() as conn:
             row = self._resolve_row(conn, model, ref)
-            aliases = [r[0] for r in conn.execute(
-                "SELECT alias FROM aliases WHERE version_id = ? ORDER BY alias", (row["id"],)
-            )]
+            aliases = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT alias FROM aliases WHERE version_id = ? ORDER BY alias", (row["id"],)
+                )
+            ]
             if aliases and not force:
                 raise Conflict(
                     f"Version {row['version']} of {model!r} is the target of alias(es) "

@@ -38,7 +38,9 @@ def check_tags(tags: object) -> dict[str, str]:
     for key, value in tags.items():
         check_name(key, "tag key")
         if not isinstance(value, str) or len(value) > MAX_TAG_VALUE:
-            raise BadRequest(f"Tag {key!r} must have a string value of at most {MAX_TAG_VALUE} chars.")
+            raise BadRequest(
+                f"Tag {key!r} must have a string value of at most {MAX_TAG_VALUE} chars."
+            )
     return dict(tags)
 
 

@@ -52,7 +52,9 @@ def reconcile(store: Store) -> ReconcileReport:
                 report.temp_removed += entry.name.startswith(TEMP_PREFIX)
 
         now = time.time()
-        for row in conn.execute("SELECT id, sha256 FROM versions WHERE status = 'pending'").fetchall():
+        for row in conn.execute(
+            "SELECT id, sha256 FROM versions WHERE status = 'pending'"
+        ).fetchall():
             sha = row["sha256"]
             if sha and blobs.exists(sha) and file_sha256(blobs.path(sha)) == sha:
                 status, message = "ready", ""
@@ -66,7 +68,9 @@ def reconcile(store: Store) -> ReconcileReport:
                 (status, message, now, row["id"]),
             )
 
-        for row in conn.execute("SELECT id, sha256 FROM versions WHERE status = 'ready'").fetchall():
+        for row in conn.execute(
+            "SELECT id, sha256 FROM versions WHERE status = 'ready'"
+        ).fetchall():
             if not blobs.exists(row["sha256"]):
                 conn.execute(
                     "UPDATE versions SET status = 'corrupt', status_message = ?, updated_at = ? "
