@@ -124,3 +124,47 @@ def test_live_server_batches_concurrent_clients(live: LiveServer) -> None:
                             metrics).group(1))  # type: ignore[union-attr]
     assert total == 600
     assert count < total  # some predict calls served more than one request
+
+
+class ThreadRecordingModel:
+    """Wraps a model; records which thread each call ran on, optionally taking `delay` s."""
+
+    def __init__(self, model: Any, delay: float = 0.0) -> None:
+        self.model, self.delay = model, delay
+        self.threads: list[int] = []
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        self.threads.append(threading.get_ident())
+        if self.delay:
+            threading.Event().wait(self.delay)
+        return np.asarray(self.model.predict(X))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(X))
+
+
+def _lone_requests(model: ThreadRecordingModel, n: int, inline_call_s: float) -> int:
+    """Send `n` requests one after another; returns the event loop's thread."""
+
+    async def run() -> int:
+        batcher = MicroBatcher(model, ThreadPoolExecutor(1), window_s=0.001, max_batch_size=64,
+                               max_rows=10_000, inline_call_s=inline_call_s)
+        for i in range(n):
+            predictions, _ = await batcher.predict(iris_rows(1), proba=False)
+            assert predictions.tolist() == iris_model().predict(iris_rows(1)).tolist(), i
+        return threading.get_ident()
+
+    return asyncio.run(run())
+
+
+def test_lone_requests_to_a_quick_model_run_on_the_event_loop() -> None:
+    model = ThreadRecordingModel(iris_model())
+    loop_thread = _lone_requests(model, 6, inline_call_s=1.0)  # "quick": any busy machine
+    assert model.threads[0] != loop_thread  # the first call, of unknown cost, goes to a thread
+    assert model.threads[-3:] == [loop_thread] * 3  # once known to be quick: no handoff
+
+
+def test_a_slow_model_never_blocks_the_event_loop() -> None:
+    model = ThreadRecordingModel(iris_model(), delay=0.05)
+    loop_thread = _lone_requests(model, 6, inline_call_s=0.01)
+    assert loop_thread not in model.threads
