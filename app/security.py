@@ -8,6 +8,7 @@ in their own middleware; nothing here knows Flask or FastAPI.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import os
@@ -72,6 +73,7 @@ def host_of(value: str) -> str:
     return value.rstrip(".")
 
 
+@functools.lru_cache(maxsize=256)  # every request asks about the same few Host values
 def is_loopback(host: str) -> bool:
     if host in LOOPBACK_NAMES or host.endswith(".localhost"):
         return True
