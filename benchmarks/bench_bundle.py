@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_startup import answers, command_line, descendants, memory_kb  # noqa: E402
+from bench_startup import ready_and_idle  # noqa: E402
 
 from tests.live import free_port  # noqa: E402
 
@@ -69,26 +69,7 @@ def one_start(binary: Path, idle_seconds: float) -> tuple[float, dict[str, Any] 
                             cwd=base / "cwd", stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while not (answers(registry_port, "/api/v1/health")
-                   and answers(inference_port, "/v2/health/ready")):
-            if proc.poll() is not None:
-                raise SystemExit(f"{binary} serve exited with {proc.returncode}")
-            if time.perf_counter() - started > 120:
-                raise SystemExit(f"{binary} serve not ready within 120 s")
-            time.sleep(0.01)
-        elapsed = time.perf_counter() - started
-        memory = None
-        if idle_seconds:
-            time.sleep(idle_seconds)
-            pids = descendants(proc.pid)
-            memory = {
-                "processes": len(pids),
-                "rss_mb": sum(memory_kb(p, "VmRSS", "status") for p in pids) / 1024,
-                "pss_mb": sum(memory_kb(p, "Pss", "smaps_rollup") for p in pids) / 1024,
-                "per_process": [(memory_kb(p, "VmRSS", "status") / 1024, command_line(p))
-                                for p in pids],
-            }
-        return elapsed, memory
+        return ready_and_idle(proc, started, registry_port, inference_port, idle_seconds, 120)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

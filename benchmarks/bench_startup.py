@@ -82,6 +82,32 @@ def command_line(pid: int) -> str:
     return " ".join(w.decode(errors="replace") for w in words[1:4] if w)
 
 
+def ready_and_idle(proc: subprocess.Popen[bytes], started: float, registry_port: int,
+                   inference_port: int, idle_seconds: float,
+                   limit_s: float) -> tuple[float, dict[str, Any] | None]:
+    """Seconds from `started` until both servers answer; then, after `idle_seconds`, the memory
+    of the whole process tree (None when idle_seconds is 0)."""
+    while not (answers(registry_port, "/api/v1/health")
+               and answers(inference_port, "/v2/health/ready")):
+        if proc.poll() is not None:
+            raise SystemExit(f"{' '.join(map(str, proc.args))} exited with {proc.returncode}")
+        if time.perf_counter() - started > limit_s:
+            raise SystemExit(f"not ready within {limit_s:.0f} s")
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    if not idle_seconds:
+        return elapsed, None
+    time.sleep(idle_seconds)
+    pids = descendants(proc.pid)
+    return elapsed, {
+        "processes": len(pids),
+        "rss_mb": sum(memory_kb(p, "VmRSS", "status") for p in pids) / 1024,
+        "pss_mb": sum(memory_kb(p, "Pss", "smaps_rollup") for p in pids) / 1024,
+        "per_process": [(memory_kb(p, "VmRSS", "status") / 1024, command_line(p))
+                        for p in pids],
+    }
+
+
 def one_run(idle_seconds: float) -> tuple[float, dict[str, Any] | None]:
     home = Path(tempfile.mkdtemp(prefix="modeldepot-bench-"))
     registry_port, inference_port = free_port(), free_port()
@@ -93,26 +119,7 @@ def one_run(idle_seconds: float) -> tuple[float, dict[str, Any] | None]:
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        while not (answers(registry_port, "/api/v1/health")
-                   and answers(inference_port, "/v2/health/ready")):
-            if proc.poll() is not None:
-                raise SystemExit(f"serve exited with {proc.returncode}")
-            if time.perf_counter() - started > 60:
-                raise SystemExit("not ready within 60 s")
-            time.sleep(0.01)
-        elapsed = time.perf_counter() - started
-        memory = None
-        if idle_seconds:
-            time.sleep(idle_seconds)
-            pids = descendants(proc.pid)
-            memory = {
-                "processes": len(pids),
-                "rss_mb": sum(memory_kb(p, "VmRSS", "status") for p in pids) / 1024,
-                "pss_mb": sum(memory_kb(p, "Pss", "smaps_rollup") for p in pids) / 1024,
-                "per_process": [(memory_kb(p, "VmRSS", "status") / 1024, command_line(p))
-                                for p in pids],
-            }
-        return elapsed, memory
+        return ready_and_idle(proc, started, registry_port, inference_port, idle_seconds, 60)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
