@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import free_port
+from tests.live import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY_ENV = "MODELDEPOT_BINARY"
@@ -109,14 +108,6 @@ def command_line(pid: int) -> list[str]:
             return [w.decode(errors="replace") for w in f.read().split(b"\0") if w]
     except OSError:
         return []
-
-
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(interval)
 
 
 @dataclass

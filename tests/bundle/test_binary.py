@@ -27,7 +27,8 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
-from tests.bundle.conftest import Bundle, alive, command_line, process_tree, wait_until
+from tests.bundle.conftest import Bundle, alive, command_line, process_tree
+from tests.live import wait_until
 from tests.models import iris_model, iris_rows, write_skops
 from tests.supervisor.conftest import port_free
 

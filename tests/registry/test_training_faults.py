@@ -18,7 +18,7 @@ import pytest
 from app.client import Client
 from app.registry.runner import COLLATERAL, KILLED
 from tests.conftest import TOKEN
-from tests.live import free_port, start_registry, stop
+from tests.live import free_port, process_gone, start_registry, stop
 from tests.registry.jobdata import (
     FINAL,
     SLOW_ROWS,
@@ -37,21 +37,6 @@ def row(home: Path, job_id: str) -> sqlite3.Row:
     finally:
         conn.close()
     return result
-
-
-def gone(pid: int) -> bool:
-    """True once the process has exited (a zombie nobody reaped counts as exited)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
 
 
 class Registry:
@@ -144,14 +129,14 @@ def test_registry_restarts_mid_job_and_every_job_ends(
         registry.stop(signal.SIGTERM)  # graceful: the pool's workers are ended, rows kept
         assert row(registry.home, long_job)["status"] == "running"
         assert row(registry.home, waiting)["status"] == "queued"
-        assert gone(first_worker)
+        assert process_gone(first_worker)
 
         registry.start()  # the long job runs once more; the waiting one stays in line
         wait_until(lambda: registry.fitting(long_job, attempts=2), "the retry fitting")
         assert registry.job(waiting)["status"] == "queued"
         second_worker = row(registry.home, long_job)["worker_pid"]
         registry.stop(signal.SIGKILL)  # a crash: nobody ends the worker but itself
-        wait_until(lambda: gone(second_worker), "the orphaned worker to exit", timeout=10)
+        wait_until(lambda: process_gone(second_worker), "the orphaned worker to exit", timeout=10)
 
         registry.start()
         failed = registry.finished(long_job)

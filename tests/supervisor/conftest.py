@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,25 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.live import free_port, server_env
+from tests.live import free_port, server_env, wait_until
 
 START_TIMEOUT = 60.0  # generous: a cold CI box imports scikit-learn slowly
-
-
-def process_gone(pid: int) -> bool:
-    """True once `pid` no longer runs; a zombie awaiting its reaper counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def port_free(port: int) -> bool:
@@ -58,14 +41,6 @@ def http_status(url: str) -> int | None:
         return exc.code
     except OSError:
         return None
-
-
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(interval)
 
 
 @dataclass

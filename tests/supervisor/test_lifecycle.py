@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import TOKEN
-from tests.supervisor.conftest import Serve, port_free, process_gone, wait_until
+from tests.live import process_gone, wait_until
+from tests.supervisor.conftest import Serve, port_free
 
 
 @pytest.mark.slow

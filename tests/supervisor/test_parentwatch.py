@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.supervisor.parentwatch import SUPERVISOR_PID_ENV, watch_parent
-from tests.supervisor.conftest import process_gone, wait_until
+from tests.live import process_gone, wait_until
 
 # A stand-in supervisor: starts a child in its own process group (as children.py does, but
 # without PR_SET_PDEATHSIG), and the child starts a pool-like worker; both call watch_parent().
