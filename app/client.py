@@ -90,6 +90,11 @@ class Client:
             conn.request(method, path, body=body, headers=all_headers)
             response = conn.getresponse()
             raw = response.read()
+        except http.client.HTTPException as exc:  # e.g. the server died mid-answer
+            raise ClientError(
+                f"ModelDepot at {self.base_url} broke off its answer ({type(exc).__name__}). "
+                "Check `modeldepot status`; a write may or may not have happened."
+            ) from exc
         except OSError as exc:
             raise ClientError(
                 f"Could not reach ModelDepot at {self.base_url} ({exc}). Is it running? "
