@@ -29,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.live import free_port  # noqa: E402
+from tests.live import free_port, process_tree  # noqa: E402
 
 
 def answers(port: int, path: str) -> bool:
@@ -41,25 +41,6 @@ def answers(port: int, path: str) -> bool:
         return False
     finally:
         conn.close()
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
 
 
 def memory_kb(pid: int, field: str, source: str) -> int:
@@ -98,7 +79,7 @@ def ready_and_idle(proc: subprocess.Popen[bytes], started: float, registry_port:
     if not idle_seconds:
         return elapsed, None
     time.sleep(idle_seconds)
-    pids = descendants(proc.pid)
+    pids = process_tree(proc.pid)
     return elapsed, {
         "processes": len(pids),
         "rss_mb": sum(memory_kb(p, "VmRSS", "status") for p in pids) / 1024,

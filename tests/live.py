@@ -41,19 +41,41 @@ def server_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_registry(home: Path, port: int, **extra: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "registry", "--registry-port", str(port)],
-        env=server_env(home, **extra),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+HEALTH = {"registry": "/api/v1/health", "inference": "/v2/health/live"}
+
+
+def server_log(home: Path, role: str, port: int) -> Path:
+    return home.parent / f"{role}-{port}.log"
+
+
+def launch(role: str, home: Path, port: int, **extra: str) -> subprocess.Popen[bytes]:
+    """Start `python -m app <role>` on `port`, its log in `server_log(...)`: a stderr pipe that
+    nobody reads would block the server once 64 KiB of log lines filled it."""
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with server_log(home, role, port).open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app", role, f"--{role}-port", str(port)],
+            env=server_env(home, **extra), stdout=subprocess.DEVNULL, stderr=log,
+        )
+
+
+def start_server(role: str, home: Path, port: int, **extra: str) -> subprocess.Popen[bytes]:
+    """`launch`, then wait until the server answers its health route."""
+    proc = launch(role, home, port, **extra)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/api/v1/health", proc)
+        wait_healthy(f"http://127.0.0.1:{port}{HEALTH[role]}", proc)
     except BaseException:
         stop(proc)
         raise
     return proc
+
+
+def start_registry(home: Path, port: int, **extra: str) -> subprocess.Popen[bytes]:
+    return start_server("registry", home, port, **extra)
+
+
+def start_inference(home: Path, port: int, **extra: str) -> subprocess.Popen[bytes]:
+    return start_server("inference", home, port, **extra)
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -64,8 +86,6 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    if proc.stderr:
-        proc.stderr.close()
 
 
 def process_gone(pid: int) -> bool:
@@ -90,3 +110,24 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05
         if time.monotonic() >= deadline:
             raise AssertionError(f"not within {timeout} s: {what}")
         time.sleep(interval)
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it (from /proc), zombies left out."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found

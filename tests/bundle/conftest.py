@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import free_port, wait_until
+from tests.live import free_port, process_tree, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY_ENV = "MODELDEPOT_BINARY"
@@ -71,27 +71,6 @@ def minimal_environment(base: Path) -> dict[str, str]:
         "TMPDIR": str(base / "tmp"),
         "PATH": str(base / "bin"),  # empty: nothing to fall back on, Python least of all
     }
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and every process below it (from /proc), zombies left out."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
 
 
 def alive(pid: int) -> bool:

@@ -8,7 +8,6 @@ import io
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from app.store import NewVersion, Store
 from tests.conftest import TOKEN
 from tests.dashboard import browser as chromium
 from tests.inference.conftest import IRIS_NAMES
-from tests.live import free_port, server_env, start_registry, stop, wait_healthy
+from tests.live import free_port, start_inference, start_registry, stop
 from tests.models import iris_model, write_skops
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -129,21 +128,6 @@ class Stack:
     registry_url: str
     inference_url: str
     procs: list[subprocess.Popen[bytes]]
-
-
-def start_inference(home: Path, port: int, **extra: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "inference", "--inference-port", str(port)],
-        env=server_env(home, **extra),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/v2/health/live", proc)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc
 
 
 @pytest.fixture(scope="session")

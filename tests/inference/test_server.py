@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,24 +12,16 @@ import pytest
 from app.config import Paths
 from app.store import Store
 from tests.inference.conftest import ROW, add_version
-from tests.live import free_port, server_env, stop, wait_healthy
+from tests.live import free_port, launch, server_log, stop, wait_healthy
 from tests.models import iris_model
 
 pytestmark = pytest.mark.slow
 
 
-def start_inference(home: Path, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "app", "inference", "--inference-port", str(port)],
-        env=server_env(home, MODELDEPOT_POLL_INTERVAL_MS="50"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-
-
 def test_serves_before_the_database_exists_then_picks_models_up(tmp_path: Path) -> None:
     home = tmp_path / "home"
     port = free_port()
-    proc = start_inference(home, port)
+    proc = launch("inference", home, port, MODELDEPOT_POLL_INTERVAL_MS="50")
     try:
         wait_healthy(f"http://127.0.0.1:{port}/v2/health/ready", proc)
         url = f"http://127.0.0.1:{port}/v1/models/iris/predict"
@@ -56,7 +46,9 @@ def test_a_taken_port_is_one_clear_error(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = start_inference(tmp_path / "home", port)
-        _, err = proc.communicate(timeout=60)
+        home = tmp_path / "home"
+        proc = launch("inference", home, port)
+        proc.wait(60)
+        err = server_log(home, "inference", port).read_bytes()
     assert proc.returncode != 0
     assert b"in use" in err

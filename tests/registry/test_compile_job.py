@@ -7,8 +7,6 @@ inference server, driven over HTTP as a client would.
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from app.client import Client, ClientError
 from app.config import Settings
 from app.registry.app import create_app
 from tests.conftest import TOKEN
-from tests.live import free_port, server_env, start_registry, stop, wait_healthy
+from tests.live import free_port, start_inference, start_registry, stop
 from tests.models import write_skops
 from tests.registry.conftest import AUTH, upload
 from tests.registry.jobdata import FINAL, classification_csv, train_body, wait_until
@@ -34,19 +32,6 @@ X, Y = make_classification(n_samples=300, n_features=6, n_informative=4, random_
 FOREST = RandomForestClassifier(n_estimators=30, max_depth=8, random_state=0).fit(X, Y)
 # Under 500 kB: Werkzeug's test client spools larger bodies to a temp file it never closes.
 SMALL = RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0).fit(X, Y)
-
-
-def start_inference(home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "app", "inference", "--inference-port",
-                             str(port)], env=server_env(home), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/v2/health/live", proc)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, f"http://127.0.0.1:{port}"
 
 
 def verified_twin(client: Client, model: str) -> Any:
@@ -88,7 +73,9 @@ def test_uploaded_and_trained_forests_get_verified_twins_that_inference_serves(
     finally:
         stop(registry)
 
-    inference, url = start_inference(home)
+    inference_port = free_port()
+    inference = start_inference(home, inference_port)
+    url = f"http://127.0.0.1:{inference_port}"
     try:
         served = Client(url, TOKEN)
         assert served.request("GET", "/v1/models/forest")["engine"] == "onnxruntime-twin"
