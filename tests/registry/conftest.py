@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,23 @@ from tests.conftest import TOKEN
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+@contextmanager
+def registry_app(settings: Settings) -> Iterator[Flask]:
+    """A registry app over `settings`; afterwards the pool workers a test started end and the
+    store closes."""
+    application = create_app(settings)
+    try:
+        yield application
+    finally:
+        reg = application.extensions["modeldepot"]
+        reg.runner.shutdown()
+        reg.store.close()
+
+
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
-    application = create_app(settings)
-    yield application
-    application.extensions["modeldepot"].runner.shutdown()  # ends pool workers a test started
-    application.extensions["modeldepot"].store.close()
+    with registry_app(settings) as application:
+        yield application
 
 
 @pytest.fixture

@@ -21,11 +21,10 @@ from sklearn.kernel_ridge import KernelRidge
 
 from app.client import Client, ClientError
 from app.config import Settings
-from app.registry.app import create_app
 from tests.conftest import TOKEN
 from tests.live import free_port, start_inference, start_registry, stop
 from tests.models import write_skops
-from tests.registry.conftest import AUTH, upload
+from tests.registry.conftest import AUTH, registry_app, upload
 from tests.registry.jobdata import FINAL, classification_csv, train_body, wait_until
 
 X, Y = make_classification(n_samples=300, n_features=6, n_informative=4, random_state=0)
@@ -93,10 +92,8 @@ def test_uploaded_and_trained_forests_get_verified_twins_that_inference_serves(
 @pytest.fixture(scope="module")
 def pool_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     home = tmp_path_factory.mktemp("compile") / "home"
-    application = create_app(Settings(home=home, token=TOKEN, pool_size=1))
-    yield application
-    application.extensions["modeldepot"].runner.shutdown()
-    application.extensions["modeldepot"].store.close()
+    with registry_app(Settings(home=home, token=TOKEN, pool_size=1)) as application:
+        yield application
 
 
 def shown(client: FlaskClient, model: str) -> dict[str, Any]:
@@ -143,12 +140,8 @@ def test_compile_jobs_cannot_be_asked_for_by_clients(pool_app: Flask) -> None:
 
 
 def test_with_twins_off_no_twin_is_built(settings: Settings, tmp_path: Path) -> None:
-    application = create_app(settings.replace(twins=False))
-    try:
+    with registry_app(settings.replace(twins=False)) as application:
         client = application.test_client()
         response = upload(client, "forest", write_skops(tmp_path / "forest.skops", SMALL))
         assert response.status_code == 201 and response.get_json()["twin"]["status"] == "none"
         assert client.get("/api/v1/jobs").get_json()["jobs"] == []
-    finally:
-        application.extensions["modeldepot"].runner.shutdown()
-        application.extensions["modeldepot"].store.close()

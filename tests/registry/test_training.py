@@ -18,9 +18,8 @@ from flask.testing import FlaskClient
 from app.config import Settings
 from app.formats import load_predictor
 from app.formats.signature import Signature
-from app.registry.app import create_app
 from tests.conftest import TOKEN
-from tests.registry.conftest import AUTH
+from tests.registry.conftest import AUTH, registry_app
 from tests.registry.jobdata import (
     FINAL,
     SLOW_ROWS,
@@ -35,10 +34,8 @@ from tests.registry.jobdata import (
 @pytest.fixture(scope="module")
 def pool_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     home = tmp_path_factory.mktemp("training") / "home"
-    application = create_app(Settings(home=home, token=TOKEN, pool_size=2))
-    yield application
-    application.extensions["modeldepot"].runner.shutdown()
-    application.extensions["modeldepot"].store.close()
+    with registry_app(Settings(home=home, token=TOKEN, pool_size=2)) as application:
+        yield application
 
 
 @pytest.fixture
