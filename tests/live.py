@@ -131,3 +131,9 @@ def process_tree(root: int) -> list[int]:
         found.append(pid)
         todo.extend(children.get(pid, []))
     return found
+
+
+def child_pids(server_info: dict[str, Any]) -> dict[str, int]:
+    """{role: pid} of the children a supervisor's server.json lists."""
+    children = server_info.get("children", {})
+    return {role: c["pid"] for role, c in children.items() if c.get("pid")}

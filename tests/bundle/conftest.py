@@ -12,7 +12,6 @@ dist/modeldepot-dir/modeldepot (or MODELDEPOT_ONEDIR_BINARY).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -24,7 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live import free_port, process_tree, wait_until
+from app.supervisor.discovery import read_server_file
+from tests.live import child_pids, free_port, process_tree, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY_ENV = "MODELDEPOT_BINARY"
@@ -140,15 +140,10 @@ class Bundle:
         return text[-6000:]
 
     def info(self) -> dict[str, Any]:
-        try:
-            data = json.loads((self.data / "server.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_server_file(self.data / "server.json") or {}
 
     def child_pids(self) -> dict[str, int]:
-        children = self.info().get("children", {})
-        return {role: c["pid"] for role, c in children.items() if c.get("pid")}
+        return child_pids(self.info())
 
     def ready(self) -> bool:
         assert self.proc is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -18,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.live import free_port, server_env, wait_until
+from app.supervisor.discovery import read_server_file
+from tests.live import child_pids, free_port, server_env, wait_until
 
 START_TIMEOUT = 60.0  # generous: a cold CI box imports scikit-learn slowly
 
@@ -76,18 +76,13 @@ class Serve:
         return self.home / "server.json"
 
     def info(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.server_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_server_file(self.server_file) or {}
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
     def child_pids(self) -> dict[str, int]:
-        children = self.info().get("children", {})
-        return {role: c["pid"] for role, c in children.items() if c.get("pid")}
+        return child_pids(self.info())
 
     def ready(self) -> bool:
         assert self.proc is not None
