@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_startup import ready_and_idle  # noqa: E402
 
-from tests.live import free_port  # noqa: E402
+from tests.live import free_ports  # noqa: E402
 
 ONEFILE = ROOT / "dist" / "modeldepot"
 ONEDIR = ROOT / "dist" / "modeldepot-dir" / "modeldepot"
@@ -61,7 +61,7 @@ def minimal_env(base: Path) -> dict[str, str]:
 
 def one_start(binary: Path, idle_seconds: float) -> tuple[float, dict[str, Any] | None]:
     base = Path(tempfile.mkdtemp(prefix="modeldepot-bench-bundle-"))
-    registry_port, inference_port = free_port(), free_port()
+    registry_port, inference_port = free_ports(2)
     env = minimal_env(base)
     started = time.perf_counter()
     proc = subprocess.Popen([str(binary), "serve", "--registry-port", str(registry_port),

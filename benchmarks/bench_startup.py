@@ -29,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.live import free_port, process_tree  # noqa: E402
+from tests.live import free_ports, process_tree  # noqa: E402
 
 
 def answers(port: int, path: str) -> bool:
@@ -91,7 +91,7 @@ def ready_and_idle(proc: subprocess.Popen[bytes], started: float, registry_port:
 
 def one_run(idle_seconds: float) -> tuple[float, dict[str, Any] | None]:
     home = Path(tempfile.mkdtemp(prefix="modeldepot-bench-"))
-    registry_port, inference_port = free_port(), free_port()
+    registry_port, inference_port = free_ports(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELDEPOT_")}
     env.pop("NOTIFY_SOCKET", None)
     command = [sys.executable, "-m", "app", "serve", "--home", str(home),

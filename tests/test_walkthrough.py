@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import free_port
+from tests.live import free_ports
 from tests.models import iris_model, write_joblib
 from tests.supervisor.conftest import Serve
 
@@ -50,7 +50,7 @@ def modeldepot(
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     tmp = tmp_path_factory.mktemp("walkthrough")
-    serve = FreshServe(tmp / "home", free_port(), free_port(), tmp / "serve.log").start()
+    serve = FreshServe(tmp / "home", *free_ports(2), tmp / "serve.log").start()
     try:
         serve.wait_ready()
         yield serve

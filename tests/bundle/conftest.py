@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from app.supervisor.discovery import read_server_file
-from tests.live import child_pids, free_port, process_tree, wait_until
+from tests.live import child_pids, free_ports, process_tree, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY_ENV = "MODELDEPOT_BINARY"
@@ -95,10 +95,14 @@ class Bundle:
 
     binary: Path
     base: Path
-    registry_port: int = field(default_factory=free_port)
-    inference_port: int = field(default_factory=free_port)
+    registry_port: int = 0
+    inference_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     seen: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if not (self.registry_port and self.inference_port):
+            self.registry_port, self.inference_port = free_ports(2)
 
     @property
     def env(self) -> dict[str, str]:

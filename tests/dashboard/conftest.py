@@ -24,7 +24,7 @@ from app.store import NewVersion, Store
 from tests.conftest import TOKEN
 from tests.dashboard import browser as chromium
 from tests.inference.conftest import IRIS_NAMES
-from tests.live import free_port, start_inference, start_registry, stop
+from tests.live import free_ports, start_inference, start_registry, stop
 from tests.models import iris_model, write_skops
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -134,7 +134,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One real registry and inference server for every browser test, over one data dir."""
     home = tmp_path_factory.mktemp("dashboard") / "home"
-    registry_port, inference_port = free_port(), free_port()
+    registry_port, inference_port = free_ports(2)
     ports = {"MODELDEPOT_INFERENCE_PORT": str(inference_port),
              "MODELDEPOT_REGISTRY_PORT": str(registry_port),
              "MODELDEPOT_POLL_INTERVAL_MS": "50", "MODELDEPOT_LOG_LEVEL": "warning"}

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from app.supervisor.discovery import read_server_file
-from tests.live import child_pids, free_port, server_env, wait_until
+from tests.live import child_pids, free_ports, server_env, wait_until
 
 START_TIMEOUT = 60.0  # generous: a cold CI box imports scikit-learn slowly
 
@@ -121,7 +121,7 @@ def serve_factory(tmp_path: Path) -> Iterator[Any]:
     made: list[Serve] = []
 
     def make(home: Path | None = None, **kwargs: Any) -> Serve:
-        serve = Serve(home or tmp_path / "home", free_port(), free_port(),
+        serve = Serve(home or tmp_path / "home", *free_ports(2),
                       tmp_path / f"serve-{len(made)}.log", **kwargs)
         made.append(serve)
         return serve

@@ -16,7 +16,7 @@ from app.supervisor.children import INFERENCE, REGISTRY, ChildSpec, child_enviro
 from app.supervisor.discovery import read_server_file, remove_server_file, write_server_file
 from app.supervisor.lock import InstanceLock, holder
 from app.supervisor.notify import Notifier
-from tests.live import free_port
+from tests.live import free_ports
 
 HEAVY = ("flask", "fastapi", "sklearn", "numpy", "uvicorn", "waitress", "starlette", "pydantic",
          "scipy", "onnxruntime", "skops", "jinja2", "werkzeug")
@@ -94,8 +94,9 @@ def test_children_get_the_resolved_settings_and_not_systemds_socket(tmp_path: Pa
 @pytest.mark.slow
 def test_a_child_failing_at_start_up_backs_off_into_a_crash_loop_while_the_other_serves(
         tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", registry_port=free_port(),
-                        inference_port=free_port(), token="t" * 32)
+    registry_port, inference_port = free_ports(2)
+    settings = Settings(home=tmp_path / "home", registry_port=registry_port,
+                        inference_port=inference_port, token="t" * 32)
     # A sub-command that does not exist: the child exits at once, every time.
     broken = ChildSpec("no-such-command", "inference_port", INFERENCE.live_path,
                        INFERENCE.ready_path, "broken server")
