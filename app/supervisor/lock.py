@@ -1,57 +1,25 @@
 """One supervisor per data dir: an OS file lock on `<home>/serve.lock`.
 
-The lock is an flock (POSIX) or a locked byte (Windows), which the kernel drops when the holder
-dies however it dies, so a lock file left behind by a SIGKILL or a power cut is stale by
-construction: the next supervisor simply takes it. The file also carries the holder's pid, for
+The lock (app/oslock.py) is dropped by the kernel when the holder dies however it dies, so a lock
+file left behind by a SIGKILL or a power cut is stale by construction: the next supervisor simply
+takes it. The file also carries the holder's pid, for
 `modeldepot stop` and for the "already running" message.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import IO
 
+from app.oslock import try_lock, unlock
+
 LOCK_NAME = "serve.lock"
-# Windows locks byte ranges and refuses reads of a locked range, so lock a byte far past the pid.
-_WINDOWS_LOCK_OFFSET = 1 << 20
 
 
 def lock_path(home: Path) -> Path:
     return home / LOCK_NAME
-
-
-def _try_lock(f: IO[bytes]) -> bool:
-    if sys.platform == "win32":
-        import msvcrt
-
-        f.seek(_WINDOWS_LOCK_OFFSET)
-        try:
-            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
-
-
-def _unlock(f: IO[bytes]) -> None:
-    if sys.platform == "win32":
-        import msvcrt
-
-        f.seek(_WINDOWS_LOCK_OFFSET)
-        msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 class InstanceLock:
@@ -66,7 +34,7 @@ class InstanceLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.path, "a+b")  # noqa: SIM115 - held open for the process's life
         deadline = time.monotonic() + patience
-        while not _try_lock(f):
+        while not try_lock(f):
             if time.monotonic() >= deadline:
                 f.close()
                 return False
@@ -84,7 +52,7 @@ class InstanceLock:
         try:
             self._file.seek(0)
             self._file.truncate()
-            _unlock(self._file)
+            unlock(self._file)
         finally:
             self._file.close()
             self._file = None
@@ -98,8 +66,8 @@ def holder(home: Path) -> int | None:
     except FileNotFoundError:
         return None
     with f:
-        if _try_lock(f):  # free: whatever pid the file names is stale
-            _unlock(f)
+        if try_lock(f):  # free: whatever pid the file names is stale
+            unlock(f)
             return None
         f.seek(0)
         try:
