@@ -35,6 +35,7 @@ def serve_inference(settings: Settings) -> None:
         app,
         loop=event_loop_name(),
         http=http_protocol_name(),
+        ws="none",  # no WebSocket routes: do not import a WebSocket library at start
         lifespan="on",
         access_log=False,
         log_config=None,  # our logging setup (app/logs.py) stays in charge
