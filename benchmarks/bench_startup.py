@@ -63,11 +63,9 @@ def command_line(pid: int) -> str:
     return " ".join(w.decode(errors="replace") for w in words[1:4] if w)
 
 
-def ready_and_idle(proc: subprocess.Popen[bytes], started: float, registry_port: int,
-                   inference_port: int, idle_seconds: float,
-                   limit_s: float) -> tuple[float, dict[str, Any] | None]:
-    """Seconds from `started` until both servers answer; then, after `idle_seconds`, the memory
-    of the whole process tree (None when idle_seconds is 0)."""
+def wait_ready(proc: subprocess.Popen[bytes], started: float, registry_port: int,
+               inference_port: int, limit_s: float) -> float:
+    """Seconds from `started` until both servers answer their health checks."""
     while not (answers(registry_port, "/api/v1/health")
                and answers(inference_port, "/v2/health/ready")):
         if proc.poll() is not None:
@@ -75,12 +73,13 @@ def ready_and_idle(proc: subprocess.Popen[bytes], started: float, registry_port:
         if time.perf_counter() - started > limit_s:
             raise SystemExit(f"not ready within {limit_s:.0f} s")
         time.sleep(0.01)
-    elapsed = time.perf_counter() - started
-    if not idle_seconds:
-        return elapsed, None
-    time.sleep(idle_seconds)
-    pids = process_tree(proc.pid)
-    return elapsed, {
+    return time.perf_counter() - started
+
+
+def tree_memory(pid: int) -> dict[str, Any]:
+    """The memory of a process and all its descendants."""
+    pids = process_tree(pid)
+    return {
         "processes": len(pids),
         "rss_mb": sum(memory_kb(p, "VmRSS", "status") for p in pids) / 1024,
         "pss_mb": sum(memory_kb(p, "Pss", "smaps_rollup") for p in pids) / 1024,
@@ -100,7 +99,11 @@ def one_run(idle_seconds: float) -> tuple[float, dict[str, Any] | None]:
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        return ready_and_idle(proc, started, registry_port, inference_port, idle_seconds, 60)
+        elapsed = wait_ready(proc, started, registry_port, inference_port, 60)
+        if not idle_seconds:
+            return elapsed, None
+        time.sleep(idle_seconds)
+        return elapsed, tree_memory(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

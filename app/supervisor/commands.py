@@ -14,6 +14,7 @@ from typing import Any
 from app import __version__
 from app.config import Settings
 from app.errors import ModelDepotError
+from app.lazy_unpack import MODEL_LIBRARIES, NUMPY, unpack_in_background
 from app.supervisor.browser import dashboard_url, open_dashboard
 from app.supervisor.children import CHILDREN
 from app.supervisor.discovery import read_server_file, remove_server_file, write_server_file
@@ -47,6 +48,7 @@ def run_serve(settings: Settings, open_browser: bool = False) -> int:
     if not lock.acquire():
         return _already_running(settings, open_browser)
     try:
+        unpack_in_background(NUMPY)  # a onefile build: on the idle core, while the servers start
         setup_logging("supervisor", settings.log_level, settings.paths.logs)
         settings = _claim_ports(settings)
         token = _token(settings)
@@ -59,6 +61,8 @@ def run_serve(settings: Settings, open_browser: bool = False) -> int:
 
         def ready(sup: Supervisor) -> None:
             _announce(settings, sup)
+            # A onefile build's model libraries, before a request needs them.
+            unpack_in_background(MODEL_LIBRARIES, low_priority=True)
             if open_browser:
                 open_dashboard(dashboard_url(_registry_url(settings), token), wait=False)
 

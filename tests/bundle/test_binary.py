@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
+from app.lazy_unpack import PARTS
 from tests.bundle.conftest import Bundle, alive, command_line, process_tree
 from tests.live import wait_until
 from tests.models import iris_model, iris_rows, write_skops
@@ -103,6 +105,29 @@ def test_one_shot_commands_need_no_python_and_leave_no_unpack_folder(served: Bun
     # The running serve owns exactly one unpack folder; the one-shot runs removed theirs.
     assert len(served.unpack_dirs()) == 1, served.unpack_dirs()
     assert not any((served.base / "cwd").iterdir())  # nothing written to the working directory
+
+
+def test_deferred_libraries_unpack_without_a_request(served: Bundle) -> None:
+    """The onefile's deferred unpacking (app/lazy_unpack.py): numpy as the servers start, the
+    model libraries once they answer, in the background, so the first upload does not wait."""
+    [folder] = served.tmp.glob("_MEI*")
+    for part in PARTS:
+        wait_until(lambda p=part: (folder / p.done_marker).exists(), 60,  # type: ignore[misc]
+                   f"{part.payload} unpacked in the background")
+    for name in ("numpy", "numpy.libs", "sklearn", "scipy", "scipy.libs", "onnxruntime", "onnx"):
+        assert (folder / name).is_dir(), name
+    assert not list(folder.rglob("*.part"))
+
+
+def test_a_one_shot_command_unpacks_what_it_imports_and_removes_it(served: Bundle,
+                                                                  tmp_path: Path) -> None:
+    # `models push` converts a local pickle to skops first: scikit-learn in the CLI's own run.
+    path = tmp_path / "iris.joblib"
+    joblib.dump(iris_model(), path)
+    result = served.run("models", "push", str(path), "--name", "cli-pushed", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "(skops," in result.stdout, result.stdout
+    assert len(served.unpack_dirs()) == 1, served.unpack_dirs()
 
 
 def test_bundled_files_are_served(served: Bundle) -> None:

@@ -1,0 +1,181 @@
+"""The onefile binary's deferred unpacking: big libraries leave the bootloader's critical path.
+
+A onefile bootloader inflates everything it carries into its unpack folder (`sys._MEIPASS`)
+before Python starts, on every start, on one core: on a small 2-core box about 1.3 s for our
+230 MB, while the other core idles. So build.spec packs the biggest packages into zips that the
+bootloader copies out as they are (stored, not inflated), and Python unpacks them into the same
+folder when they are needed, under a lock the processes of one run share:
+
+- numpy, which the inference server imports as it starts: the supervisor unpacks it at once, on
+  the other core, while it launches the servers;
+- scipy, scikit-learn and ONNX, two thirds of the bytes, which no server needs to start (the
+  registry imports them on the first upload or job, the inference server on the first model
+  load): the supervisor unpacks them at low priority once both servers answer.
+
+Whichever process imports one of these packages first unpacks it (or waits for whoever is at
+it). The bootloader removes the folder at exit as before. Outside a onefile build (from source,
+the onedir build) there are no zips and nothing here acts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One deferred zip: the packages whose import needs it and the bundle folders it holds
+    (theirs and the libraries their wheels vendor). Nothing outside may need a file inside."""
+
+    payload: str
+    packages: frozenset[str]
+    folders: frozenset[str]
+
+    @property
+    def done_marker(self) -> str:
+        return self.payload + ".unpacked"
+
+
+NUMPY = Part("modeldepot-numpy.zip", frozenset({"numpy"}), frozenset({"numpy", "numpy.libs"}))
+MODEL_LIBRARIES = Part(
+    "modeldepot-libs.zip",
+    frozenset({"scipy", "sklearn", "onnx", "onnxruntime", "ml_dtypes"}),
+    frozenset({"scipy", "scipy.libs", "sklearn", "scikit_learn.libs", "onnx", "onnxruntime",
+               "ml_dtypes"}),
+)
+PARTS = (NUMPY, MODEL_LIBRARIES)
+_LOCK = "modeldepot-unpack.lock"
+
+
+def deferred_part(bundle_path: str) -> Part | None:
+    """The zip build.spec puts this bundled file (its path inside the bundle) in, if any."""
+    parts = PurePosixPath(bundle_path.replace("\\", "/")).parts
+    if len(parts) < 2:
+        return None  # top-level files (shared libraries many packages load) stay with the rest
+    return next((p for p in PARTS if parts[0] in p.folders), None)
+
+
+class _Unpacker:
+    """One deferred part of one unpack folder, as this process sees it."""
+
+    def __init__(self, folder: Path, part: Part) -> None:
+        self.folder = folder
+        self.part = part
+        self._lock = threading.Lock()
+        self._done = (folder / part.done_marker).exists()
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def unpack(self) -> None:
+        """Unpack once per folder: the first process does it, the others wait for it."""
+        if self._done:
+            return
+        from app.oslock import held
+
+        # One lock for every part: a process never holds one part's lock while waiting on
+        # another's, and the parts are small enough that doing them one by one costs nothing.
+        with self._lock, held(self.folder / _LOCK):
+            if not (self.folder / self.part.done_marker).exists():
+                extract(self.folder / self.part.payload, self.folder)
+                (self.folder / self.part.done_marker).touch()
+        importlib.invalidate_caches()
+        self._done = True
+
+
+def extract(archive: Path, folder: Path) -> None:
+    """Write every member of `archive` under `folder`, each file complete before its name exists.
+
+    No fsync: the folder lives for one run and is gone after a crash anyway; a process killed
+    half-way leaves no marker, so the next one starts over.
+    """
+    import shutil
+    import zipfile
+
+    root = folder.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            target = (root / info.filename).resolve()
+            if root not in target.parents:  # our own build wrote it; still, never outside
+                raise ValueError(f"{archive.name}: member {info.filename!r} leaves the folder")
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part = target.with_name(target.name + ".part")
+            with zf.open(info) as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.chmod(part, (info.external_attr >> 16) & 0o777 or 0o644)
+            os.replace(part, target)
+
+
+class _UnpackOnImport(importlib.abc.MetaPathFinder):
+    """First on sys.meta_path: unpacks a part before any finder looks for a package in it."""
+
+    def __init__(self, unpackers: Sequence[_Unpacker]) -> None:
+        self.unpackers = tuple(unpackers)
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        top = fullname.partition(".")[0]
+        for unpacker in self.unpackers:
+            if not unpacker.done and top in unpacker.part.packages:
+                try:
+                    unpacker.unpack()
+                except Exception as exc:  # disk full, a damaged zip: the import fails, saying why
+                    raise ImportError(f"{fullname} is not available: unpacking "
+                                      f"{unpacker.part.payload} into {unpacker.folder} failed: "
+                                      f"{exc}", name=fullname) from exc
+        return None  # the usual finders import it, now that its files are there
+
+
+_unpackers: dict[str, _Unpacker] = {}
+
+
+def install() -> None:
+    """Called first by the frozen entry point, in every process of the binary."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    if not getattr(sys, "frozen", False) or not bundle or _unpackers:
+        return
+    folder = Path(bundle)
+    for part in PARTS:
+        if (folder / part.payload).is_file():
+            _unpackers[part.payload] = _Unpacker(folder, part)
+    pending = [u for u in _unpackers.values() if not u.done]
+    if pending:
+        sys.meta_path.insert(0, _UnpackOnImport(pending))
+
+
+def unpack_in_background(part: Part, low_priority: bool = False) -> threading.Thread | None:
+    """Unpack `part` now, in a thread, instead of on the first import that needs it."""
+    unpacker = _unpackers.get(part.payload)
+    if unpacker is None or unpacker.done:
+        return None
+
+    def run() -> None:
+        if low_priority and hasattr(os, "setpriority"):  # on Linux, a thread's own nice value
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            except OSError:
+                pass
+        try:
+            unpacker.unpack()
+        except Exception as exc:  # the first import that needs it tries again, and says why
+            log.warning("Unpacking %s into %s failed: %s", part.payload, unpacker.folder, exc)
+
+    thread = threading.Thread(target=run, name=f"modeldepot-unpack-{part.payload}", daemon=True)
+    thread.start()
+    return thread
