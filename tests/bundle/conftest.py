@@ -29,7 +29,7 @@ from tests.live import child_pids, free_ports, process_tree, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 BINARY_ENV = "MODELDEPOT_BINARY"
 ONEDIR_ENV = "MODELDEPOT_ONEDIR_BINARY"
-START_TIMEOUT = 60.0  # a onefile binary unpacks ~240 MB before importing anything
+START_TIMEOUT = 60.0  # generous: a onefile binary unpacks ~100 MB before Python even starts
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

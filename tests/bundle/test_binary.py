@@ -1,7 +1,7 @@
 """The built binary end to end: what a user on a machine with no Python does with it.
 
 One `modeldepot serve` of dist/modeldepot is shared by the tests in file order (a onefile start
-unpacks ~240 MB, so it is paid once): push, predict, train, swap aliases, lose a child, and at
+unpacks ~235 MB, so it is paid once): push, predict, train, swap aliases, lose a child, and at
 the end SIGTERM, after which no process and no unpack folder may be left. Tests that need a serve
 of their own (the launcher killed outright, the onedir build) start one.
 """
