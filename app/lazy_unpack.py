@@ -8,9 +8,12 @@ folder when they are needed, under a lock the processes of one run share:
 
 - numpy, which the inference server imports as it starts: the supervisor unpacks it at once, on
   the other core, while it launches the servers;
-- scipy, scikit-learn and ONNX, two thirds of the bytes, which no server needs to start (the
-  registry imports them on the first upload or job, the inference server on the first model
-  load): the supervisor unpacks them at low priority once both servers answer.
+- onnxruntime, and scipy, scikit-learn and ONNX (two thirds of the bytes), which no server needs
+  to start on an empty data dir (the registry imports them on the first upload or job, the
+  inference server on the first model load: onnxruntime alone for a model with an ONNX twin):
+  the supervisor unpacks them at low priority once both servers answer. When the data dir
+  holds files it unpacks onnxruntime right after numpy (production models are loaded before
+  the inference server reports ready). Unpacking more early would slow the servers' start.
 
 Whichever process imports one of these packages first unpacks it (or waits for whoever is at
 it). The bootloader removes the folder at exit as before. Outside a onefile build (from source,
@@ -49,13 +52,16 @@ class Part:
 
 
 NUMPY = Part("modeldepot-numpy.zip", frozenset({"numpy"}), frozenset({"numpy", "numpy.libs"}))
+# What serving an ONNX twin needs, apart: the inference server loads a model's twin when it has
+# one, and need not wait for scikit-learn then.
+ONNX_RUNTIME = Part("modeldepot-onnxruntime.zip", frozenset({"onnxruntime"}),
+                    frozenset({"onnxruntime"}))
 MODEL_LIBRARIES = Part(
     "modeldepot-libs.zip",
-    frozenset({"scipy", "sklearn", "onnx", "onnxruntime", "ml_dtypes"}),
-    frozenset({"scipy", "scipy.libs", "sklearn", "scikit_learn.libs", "onnx", "onnxruntime",
-               "ml_dtypes"}),
+    frozenset({"scipy", "sklearn", "onnx", "ml_dtypes"}),
+    frozenset({"scipy", "scipy.libs", "sklearn", "scikit_learn.libs", "onnx", "ml_dtypes"}),
 )
-PARTS = (NUMPY, MODEL_LIBRARIES)
+PARTS = (NUMPY, ONNX_RUNTIME, MODEL_LIBRARIES)
 _LOCK = "modeldepot-unpack.lock"
 
 
@@ -80,18 +86,23 @@ class _Unpacker:
     def done(self) -> bool:
         return self._done
 
-    def unpack(self) -> None:
+    def unpack(self, reason: str) -> None:
         """Unpack once per folder: the first process does it, the others wait for it."""
         if self._done:
             return
+        import time
+
         from app.oslock import held
 
+        started = time.monotonic()
         # One lock for every part: a process never holds one part's lock while waiting on
         # another's, and the parts are small enough that doing them one by one costs nothing.
         with self._lock, held(self.folder / _LOCK):
             if not (self.folder / self.part.done_marker).exists():
                 extract(self.folder / self.part.payload, self.folder)
                 (self.folder / self.part.done_marker).touch()
+                log.info("Unpacked %s (%s) in %.2f s.", self.part.payload, reason,
+                         time.monotonic() - started)
         importlib.invalidate_caches()
         self._done = True
 
@@ -134,7 +145,7 @@ class _UnpackOnImport(importlib.abc.MetaPathFinder):
         for unpacker in self.unpackers:
             if not unpacker.done and top in unpacker.part.packages:
                 try:
-                    unpacker.unpack()
+                    unpacker.unpack(f"to import {fullname}")
                 except Exception as exc:  # disk full, a damaged zip: the import fails, saying why
                     raise ImportError(f"{fullname} is not available: unpacking "
                                       f"{unpacker.part.payload} into {unpacker.folder} failed: "
@@ -159,23 +170,36 @@ def install() -> None:
         sys.meta_path.insert(0, _UnpackOnImport(pending))
 
 
-def unpack_in_background(part: Part, low_priority: bool = False) -> threading.Thread | None:
-    """Unpack `part` now, in a thread, instead of on the first import that needs it."""
-    unpacker = _unpackers.get(part.payload)
-    if unpacker is None or unpacker.done:
+def unpack_in_background(first: Sequence[Part] = (), then: Sequence[Part] = ()
+                         ) -> threading.Thread | None:
+    """Unpack, in one thread, `first` at once and `then` at low priority, in this order: the
+    parts are wanted before a first import needs them, but not at the expense of a server."""
+
+    def pending(parts: Sequence[Part]) -> list[_Unpacker]:
+        return [u for u in (_unpackers.get(p.payload) for p in parts) if u and not u.done]
+
+    urgent, later = pending(first), pending(then)
+    if not urgent and not later:
         return None
 
     def run() -> None:
-        if low_priority and hasattr(os, "setpriority"):  # on Linux, a thread's own nice value
-            try:
+        for unpacker in urgent:
+            _unpack_or_log(unpacker)
+        if later and hasattr(os, "setpriority"):
+            try:  # on Linux, a thread's own nice value
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
             except OSError:
                 pass
-        try:
-            unpacker.unpack()
-        except Exception as exc:  # the first import that needs it tries again, and says why
-            log.warning("Unpacking %s into %s failed: %s", part.payload, unpacker.folder, exc)
+        for unpacker in later:
+            _unpack_or_log(unpacker)
 
-    thread = threading.Thread(target=run, name=f"modeldepot-unpack-{part.payload}", daemon=True)
+    thread = threading.Thread(target=run, name="modeldepot-unpack", daemon=True)
     thread.start()
     return thread
+
+
+def _unpack_or_log(unpacker: _Unpacker) -> None:
+    try:
+        unpacker.unpack("in the background")
+    except Exception as exc:  # the first import that needs it tries again, and says why
+        log.warning("Unpacking %s into %s failed: %s", unpacker.part.payload, unpacker.folder, exc)

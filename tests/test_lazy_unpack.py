@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from app import lazy_unpack
-from app.lazy_unpack import MODEL_LIBRARIES, NUMPY, Part, deferred_part, extract
+from app.lazy_unpack import MODEL_LIBRARIES, NUMPY, ONNX_RUNTIME, Part, deferred_part, extract
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = Part("probe.zip", frozenset({"mdprobe_pkg"}), frozenset({"mdprobe_pkg"}))
@@ -45,7 +45,7 @@ def make_payload(folder: Path, members: dict[str, bytes], modes: dict[str, int] 
     ("scipy.libs/libscipy_openblas-6cdc3b4a.so", MODEL_LIBRARIES),
     ("sklearn/datasets/data/iris.csv", MODEL_LIBRARIES),
     ("scikit_learn.libs/libgomp-e985bcbb.so.1.0.0", MODEL_LIBRARIES),
-    ("onnxruntime/capi/onnxruntime_pybind11_state.so", MODEL_LIBRARIES),
+    ("onnxruntime/capi/onnxruntime_pybind11_state.so", ONNX_RUNTIME),
     ("onnx/onnx_cpp2py_export.so", MODEL_LIBRARIES),
     ("ml_dtypes/_ml_dtypes_ext.so", MODEL_LIBRARIES),
     ("sklearn\\tree\\_tree.pyd", MODEL_LIBRARIES),  # Windows separators
@@ -141,7 +141,7 @@ UNPACK_AND_REPORT = textwrap.dedent("""
     from app.lazy_unpack import Part, _Unpacker
     folder = Path(sys.argv[1])
     part = Part("probe.zip", frozenset({"pkg"}), frozenset({"pkg"}))
-    _Unpacker(folder, part).unpack()
+    _Unpacker(folder, part).unpack("test")
     print(os.stat(folder / "pkg" / "big.bin").st_ino)
 """)
 
@@ -167,5 +167,4 @@ def test_outside_a_onefile_build_nothing_is_installed() -> None:
     before = list(sys.meta_path)
     lazy_unpack.install()
     assert sys.meta_path == before
-    assert lazy_unpack.unpack_in_background(NUMPY) is None
-    assert lazy_unpack.unpack_in_background(MODEL_LIBRARIES, low_priority=True) is None
+    assert lazy_unpack.unpack_in_background([NUMPY], [ONNX_RUNTIME, MODEL_LIBRARIES]) is None

@@ -14,7 +14,7 @@ from typing import Any
 from app import __version__
 from app.config import Settings
 from app.errors import ModelDepotError
-from app.lazy_unpack import MODEL_LIBRARIES, NUMPY, unpack_in_background
+from app.lazy_unpack import MODEL_LIBRARIES, NUMPY, ONNX_RUNTIME, unpack_in_background
 from app.supervisor.browser import dashboard_url, open_dashboard
 from app.supervisor.children import CHILDREN
 from app.supervisor.discovery import read_server_file, remove_server_file, write_server_file
@@ -48,8 +48,8 @@ def run_serve(settings: Settings, open_browser: bool = False) -> int:
     if not lock.acquire():
         return _already_running(settings, open_browser)
     try:
-        unpack_in_background(NUMPY)  # a onefile build: on the idle core, while the servers start
         setup_logging("supervisor", settings.log_level, settings.paths.logs)
+        _unpack_deferred_libraries(settings)
         settings = _claim_ports(settings)
         token = _token(settings)
         notifier = Notifier()
@@ -62,7 +62,7 @@ def run_serve(settings: Settings, open_browser: bool = False) -> int:
         def ready(sup: Supervisor) -> None:
             _announce(settings, sup)
             # A onefile build's model libraries, before a request needs them.
-            unpack_in_background(MODEL_LIBRARIES, low_priority=True)
+            unpack_in_background(then=[ONNX_RUNTIME, MODEL_LIBRARIES])
             if open_browser:
                 open_dashboard(dashboard_url(_registry_url(settings), token), wait=False)
 
@@ -76,6 +76,17 @@ def run_serve(settings: Settings, open_browser: bool = False) -> int:
     finally:
         lock.release()
         remove_unpack_dir_if_orphaned(bootloader)
+
+
+def _unpack_deferred_libraries(settings: Settings) -> None:
+    """A onefile build's numpy now, on the idle core while the servers start, and onnxruntime
+    next if the data dir holds files (the inference server loads production models' ONNX twins
+    before it reports ready); `ready` unpacks the rest (app/lazy_unpack.py)."""
+    try:
+        holds_files = any(settings.paths.blobs.iterdir())
+    except OSError:
+        holds_files = False
+    unpack_in_background([NUMPY, ONNX_RUNTIME] if holds_files else [NUMPY])
 
 
 def _registry_url(settings: Settings) -> str:

@@ -108,8 +108,9 @@ def test_one_shot_commands_need_no_python_and_leave_no_unpack_folder(served: Bun
 
 
 def test_deferred_libraries_unpack_without_a_request(served: Bundle) -> None:
-    """The onefile's deferred unpacking (app/lazy_unpack.py): numpy as the servers start, the
-    model libraries once they answer, in the background, so the first upload does not wait."""
+    """The onefile's deferred unpacking (app/lazy_unpack.py): numpy as the servers start,
+    onnxruntime and the model libraries once they answer, in the background, so the first
+    upload does not wait."""
     [folder] = served.tmp.glob("_MEI*")
     for part in PARTS:
         wait_until(lambda p=part: (folder / p.done_marker).exists(), 60,  # type: ignore[misc]
