@@ -86,8 +86,9 @@ class _Unpacker:
     def done(self) -> bool:
         return self._done
 
-    def unpack(self, reason: str) -> None:
-        """Unpack once per folder: the first process does it, the others wait for it."""
+    def unpack(self, reason: str, stop: threading.Event | None = None) -> None:
+        """Unpack once per folder: the first process does it, the others wait for it.
+        `stop`, once set, ends the work between two files (Stopped), leaving no marker."""
         if self._done:
             return
         import time
@@ -99,7 +100,7 @@ class _Unpacker:
         # another's, and the parts are small enough that doing them one by one costs nothing.
         with self._lock, held(self.folder / _LOCK):
             if not (self.folder / self.part.done_marker).exists():
-                extract(self.folder / self.part.payload, self.folder)
+                extract(self.folder / self.part.payload, self.folder, stop)
                 (self.folder / self.part.done_marker).touch()
                 log.info("Unpacked %s (%s) in %.2f s.", self.part.payload, reason,
                          time.monotonic() - started)
@@ -107,7 +108,11 @@ class _Unpacker:
         self._done = True
 
 
-def extract(archive: Path, folder: Path) -> None:
+class Stopped(Exception):
+    """Unpacking was asked to stop (the supervisor is about to remove the folder)."""
+
+
+def extract(archive: Path, folder: Path, stop: threading.Event | None = None) -> None:
     """Write every member of `archive` under `folder`, each file complete before its name exists.
 
     No fsync: the folder lives for one run and is gone after a crash anyway; a process killed
@@ -119,6 +124,8 @@ def extract(archive: Path, folder: Path) -> None:
     root = folder.resolve()
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
+            if stop is not None and stop.is_set():
+                raise Stopped
             target = (root / info.filename).resolve()
             if root not in target.parents:  # our own build wrote it; still, never outside
                 raise ValueError(f"{archive.name}: member {info.filename!r} leaves the folder")
@@ -154,6 +161,8 @@ class _UnpackOnImport(importlib.abc.MetaPathFinder):
 
 
 _unpackers: dict[str, _Unpacker] = {}
+_stop = threading.Event()
+_threads: list[threading.Thread] = []
 
 
 def install() -> None:
@@ -194,12 +203,25 @@ def unpack_in_background(first: Sequence[Part] = (), then: Sequence[Part] = ()
             _unpack_or_log(unpacker)
 
     thread = threading.Thread(target=run, name="modeldepot-unpack", daemon=True)
+    _threads.append(thread)
     thread.start()
     return thread
 
 
+def stop_unpacking(timeout: float = 10.0) -> None:
+    """End this process's background unpacking (between two files) and wait for it: nothing
+    may write into the folder while it is being removed."""
+    _stop.set()
+    for thread in _threads:
+        thread.join(timeout)
+
+
 def _unpack_or_log(unpacker: _Unpacker) -> None:
+    if _stop.is_set():
+        return
     try:
-        unpacker.unpack("in the background")
+        unpacker.unpack("in the background", _stop)
+    except Stopped:
+        pass
     except Exception as exc:  # the first import that needs it tries again, and says why
         log.warning("Unpacking %s into %s failed: %s", unpacker.part.payload, unpacker.folder, exc)

@@ -14,6 +14,8 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,3 +170,34 @@ def test_outside_a_onefile_build_nothing_is_installed() -> None:
     lazy_unpack.install()
     assert sys.meta_path == before
     assert lazy_unpack.unpack_in_background([NUMPY], [ONNX_RUNTIME, MODEL_LIBRARIES]) is None
+
+
+def test_a_stop_ends_unpacking_between_files_and_leaves_no_marker(tmp_path: Path) -> None:
+    folder = tmp_path / "bundle"
+    make_payload(folder, {"pkg/a.bin": b"a", "pkg/b.bin": b"b"})
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(lazy_unpack.Stopped):
+        lazy_unpack._Unpacker(folder, PROBE).unpack("test", stop)
+    assert not (folder / PROBE.done_marker).exists() and not (folder / "pkg").exists()
+    lazy_unpack._Unpacker(folder, PROBE).unpack("test")  # a later import still gets it all
+    assert (folder / "pkg" / "b.bin").read_bytes() == b"b"
+
+
+def test_stop_unpacking_waits_for_the_background_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "bundle"
+    make_payload(folder, {f"pkg/{i}.bin": os.urandom(4 << 20) for i in range(12)})
+    monkeypatch.setattr(lazy_unpack, "_unpackers",
+                        {PROBE.payload: lazy_unpack._Unpacker(folder, PROBE)})
+    monkeypatch.setattr(lazy_unpack, "_stop", threading.Event())
+    monkeypatch.setattr(lazy_unpack, "_threads", [])
+    thread = lazy_unpack.unpack_in_background(then=[PROBE])
+    assert thread is not None
+    lazy_unpack.stop_unpacking()
+    assert not thread.is_alive()
+    # Whatever it had written is whole; nothing is written after the stop returned.
+    written = sorted(folder.rglob("*.bin"))
+    assert not list(folder.rglob("*.part"))
+    time.sleep(0.2)
+    assert sorted(folder.rglob("*.bin")) == written

@@ -24,6 +24,8 @@ import signal
 import sys
 from pathlib import Path
 
+from app.lazy_unpack import stop_unpacking
+
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -76,6 +78,7 @@ def remove_unpack_dir_if_orphaned(bootloader: int | None) -> None:
         return  # the bootloader is alive and removes the folder once we exit
     log.warning("The launcher process (pid %d) is gone; removing the unpack folder %s.",
                 bootloader, folder)
+    stop_unpacking()
     # Our own libraries stay mapped after their files are unlinked; nothing is imported after.
     with contextlib.suppress(OSError):
         shutil.rmtree(folder)
