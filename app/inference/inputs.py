@@ -168,6 +168,10 @@ def _as_array(values: Any, spec: InputSpec, what: str) -> np.ndarray:
             f"{what} is not a rectangular table: its rows differ in length or mix lists and "
             "values."
         ) from None
+    if arr.dtype.kind == "U" and not spec.takes_strings:
+        # numpy turned every value into text because one was: keep each as sent, so the error
+        # names the cell that is not a number rather than the first one.
+        arr = np.array(values, dtype=object)
     return arr
 
 
