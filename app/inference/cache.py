@@ -30,6 +30,7 @@ from app.inference.loaded import (
     LoadedModel,
     Loader,
     ModelUnavailable,
+    Prepared,
     load_version,
     outputs_of,
     platform_of,
@@ -137,14 +138,15 @@ class ModelCache:
             raise ModelUnavailable(exc.message) from None
         finally:
             self._loading.pop((record.id, twin), None)
-        model = self._adopt(prepared.record, prepared.predictor, prepared.signature)
+        model = self._adopt(prepared)
         model.twin_key, model.engine = twin, prepared.engine
         self._metrics.load_seconds.labels(record.model).observe(prepared.seconds)
         log.info("loaded %s version %d (%s on %s, %.0f ms)", record.model, record.version,
                  record.format, prepared.engine, prepared.seconds * 1000)
         return model
 
-    def _adopt(self, record: VersionRecord, predictor: Any, signature: Any) -> LoadedModel:
+    def _adopt(self, prepared: Prepared) -> LoadedModel:
+        record, predictor, signature = prepared.record, prepared.predictor, prepared.signature
         settings = self.settings
         metrics = self._metrics.bind(record.model, record.version)
         batcher = MicroBatcher(
@@ -156,11 +158,11 @@ class ModelCache:
             name=record.model, version=record.version, record=record, predictor=predictor,
             signature=signature, spec=InputSpec.from_signature(signature, settings.max_batch_rows),
             outputs=outputs_of(predictor, signature), platform=platform_of(record.format),
-            memory=record.size or 0, batcher=batcher, metrics=metrics,
+            memory=prepared.memory, batcher=batcher, metrics=metrics,
         )
         self._by_version[record.id] = model
         self._evict(keep=model)
-        self._metrics.loaded.set(len(self._by_version))
+        self._count_loaded()
         return model
 
     def _evict(self, keep: LoadedModel) -> None:
@@ -182,7 +184,11 @@ class ModelCache:
             del self._by_version[model.record.id]
         for key in [k for k, m in self._targets.items() if m is model]:
             del self._targets[key]
+        self._count_loaded()
+
+    def _count_loaded(self) -> None:
         self._metrics.loaded.set(len(self._by_version))
+        self._metrics.loaded_bytes.set(sum(m.memory for m in self._by_version.values()))
 
     # -- keeping up with the store ------------------------------------------------------------
 

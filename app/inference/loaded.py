@@ -79,6 +79,7 @@ class Prepared:
     seconds: float
     twin_key: str | None = None
     engine: str = "scikit-learn"
+    memory: int = 0  # what the cache's budget counts: the size of the file that was loaded
 
 
 @dataclass(eq=False)
@@ -161,10 +162,10 @@ def load_version(store: Store, record: VersionRecord, loader: Loader, *,
         )
     signature = _signature(record)
     key = twin_key(record, twins)
-    twin = _load_twin(store, record, signature, key) if key else None
+    twin, twin_size = _load_twin(store, record, signature, key) if key else (None, 0)
     if twin is not None:
         return Prepared(record, twin, signature, time.perf_counter() - started, key,
-                        "onnxruntime-twin")
+                        "onnxruntime-twin", twin_size)
     try:
         predictor = loader(path, record.format, signature=signature)
     except Exception as exc:
@@ -176,28 +177,31 @@ def load_version(store: Store, record: VersionRecord, loader: Loader, *,
     signature = getattr(predictor, "signature", None) or signature
     warm_up(predictor, signature, record)
     engine = "onnxruntime" if record.format == "onnx" else "scikit-learn"
-    return Prepared(record, predictor, signature, time.perf_counter() - started, key, engine)
+    return Prepared(record, predictor, signature, time.perf_counter() - started, key, engine,
+                    record.size or 0)
 
 
-def _load_twin(store: Store, record: VersionRecord, signature: Any, key: str) -> Any:
-    """The twin, checked against its digest, loaded and warmed; None if any of that fails."""
+def _load_twin(store: Store, record: VersionRecord, signature: Any, key: str
+               ) -> tuple[Any, int]:
+    """The twin, checked against its digest, loaded and warmed, and its file's size; None if any
+    of that fails."""
     from app.formats.twin import load_twin
 
     if signature is None:
-        return None
+        return None, 0
     try:
         data = store.blobs.path(key).read_bytes()
         if hashlib.sha256(data).hexdigest() != key:
             log.error("the twin of %s version %d does not match its sha256; serving the model "
                       "itself", record.model, record.version)
-            return None
+            return None, 0
         twin = load_twin(data, signature, record.twin_report)
         warm_up(twin, signature, record)
     except Exception as exc:
         log.warning("not serving %s version %d through its twin (%r); serving the model itself",
                     record.model, record.version, exc)
-        return None
-    return twin
+        return None, 0
+    return twin, len(data)
 
 
 def warm_up(predictor: Any, signature: Any, record: VersionRecord) -> None:

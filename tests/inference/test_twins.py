@@ -207,3 +207,25 @@ def test_concurrent_callers_of_a_twin_each_get_their_own_rows(
         assert answers[i]["predictions"] == forest.predict(rows).tolist()
         np.testing.assert_allclose(answers[i]["probabilities"], forest.predict_proba(rows),
                                    atol=1e-5)
+
+
+def loaded_bytes(client: AppClient) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("modeldepot_inference_loaded_bytes "):
+            return float(line.split()[1])
+    raise AssertionError("no modeldepot_inference_loaded_bytes in /metrics")
+
+
+def test_the_memory_budget_counts_what_was_loaded_the_twin_or_the_model(
+        both: tuple[AppClient, AppClient], forest_store: Store) -> None:
+    twin, sklearn = both
+    record = forest_store.get_version("forest", 1)
+    assert record.twin_sha256 is not None
+    twin_size = forest_store.blobs.path(record.twin_sha256).stat().st_size
+    assert twin_size != record.size
+    for client in both:
+        r = client.post("/v1/models/forest/predict", json={"instances": ROWS[:1]})
+        assert r.status_code == 200, r.text
+    assert engine(twin, "forest") == "onnxruntime-twin"
+    assert loaded_bytes(twin) == twin_size
+    assert loaded_bytes(sklearn) == record.size
