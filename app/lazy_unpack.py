@@ -16,8 +16,8 @@ folder when they are needed, under a lock the processes of one run share:
   the inference server reports ready). Unpacking more early would slow the servers' start.
 
 Whichever process imports one of these packages first unpacks it (or waits for whoever is at
-it). The bootloader removes the folder at exit as before. Outside a onefile build (from source,
-the onedir build) there are no zips and nothing here acts.
+it), then deletes the zip. The bootloader removes the folder at exit as before. Outside a
+onefile build (from source, the onedir build) there are no zips and nothing here acts.
 """
 
 from __future__ import annotations
@@ -102,6 +102,8 @@ class _Unpacker:
             if not (self.folder / self.part.done_marker).exists():
                 extract(self.folder / self.part.payload, self.folder, stop)
                 (self.folder / self.part.done_marker).touch()
+                # Its files are out: the zip's copy would only hold space (RAM on a tmpfs).
+                (self.folder / self.part.payload).unlink(missing_ok=True)
                 log.info("Unpacked %s (%s) in %.2f s.", self.part.payload, reason,
                          time.monotonic() - started)
         importlib.invalidate_caches()

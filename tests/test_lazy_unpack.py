@@ -163,6 +163,8 @@ def test_processes_sharing_a_folder_unpack_it_once_and_wait_for_each_other(
     assert len({out.strip() for out, _ in results}) == 1
     assert (folder / "pkg" / "big.bin").read_bytes() == big
     assert (folder / PROBE.done_marker).exists()
+    assert not (folder / PROBE.payload).exists()  # no second copy of what is unpacked
+    assert lazy_unpack._Unpacker(folder, PROBE).done  # a process started later knows
 
 
 def test_outside_a_onefile_build_nothing_is_installed() -> None:

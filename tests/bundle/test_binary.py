@@ -118,6 +118,7 @@ def test_deferred_libraries_unpack_without_a_request(served: Bundle) -> None:
     for name in ("numpy", "numpy.libs", "sklearn", "scipy", "scipy.libs", "onnxruntime", "onnx"):
         assert (folder / name).is_dir(), name
     assert not list(folder.rglob("*.part"))
+    assert not [p.payload for p in PARTS if (folder / p.payload).exists()]  # zips removed
 
 
 def test_a_one_shot_command_unpacks_what_it_imports_and_removes_it(served: Bundle,
