@@ -96,8 +96,9 @@ class _Unpacker:
         from app.oslock import held
 
         started = time.monotonic()
-        # One lock for every part: a process never holds one part's lock while waiting on
-        # another's, and the parts are small enough that doing them one by one costs nothing.
+        # One lock for every part, so no process holds one part's lock while waiting for
+        # another's (no deadlock); the price is that a part may wait for another's unpacking,
+        # a second at most, which is why the supervisor unpacks them in the order they are needed.
         with self._lock, held(self.folder / _LOCK):
             if not (self.folder / self.part.done_marker).exists():
                 extract(self.folder / self.part.payload, self.folder, stop)
