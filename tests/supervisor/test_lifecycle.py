@@ -43,24 +43,15 @@ def test_a_killed_child_is_back_and_ready_within_5_s(running: Serve, role: str) 
 
 
 @pytest.mark.slow
-def test_sigterm_stops_everything_and_exits_0(running: Serve) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stop_signal_stops_everything_and_exits_0(running: Serve, sig: int) -> None:
     assert running.proc is not None
     pids = running.child_pids()
-    running.proc.send_signal(signal.SIGTERM)
-    assert running.proc.wait(30) == 0
-    for pid in pids.values():
-        assert process_gone(pid)
-    assert port_free(running.registry_port) and port_free(running.inference_port)
-    assert not running.server_file.exists()
-
-
-@pytest.mark.slow
-def test_ctrl_c_stops_gracefully(running: Serve) -> None:
-    assert running.proc is not None
-    pids = running.child_pids()
-    running.proc.send_signal(signal.SIGINT)
+    running.proc.send_signal(sig)
     assert running.proc.wait(30) == 0
     assert all(process_gone(pid) for pid in pids.values())
+    assert port_free(running.registry_port) and port_free(running.inference_port)
+    assert not running.server_file.exists()
 
 
 @pytest.mark.slow
