@@ -115,10 +115,10 @@ def cmd_paths(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from app.security import load_or_create_token
+    from app.security import api_token
 
     settings = settings_from(args)
-    print(settings.token or load_or_create_token(settings.paths.token_file))
+    print(api_token(settings))
     return 0
 
 
@@ -161,10 +161,11 @@ def server_client(args: argparse.Namespace, role: str = "registry") -> Any:
     from app.client import Client
     from app.security import load_or_create_token
     from app.supervisor.discovery import read_server_file
+    from app.supervisor.health import base_url
 
     settings = settings_from(args)
     port_setting = f"{role}_port"
-    url = f"http://{settings.host}:{getattr(settings, port_setting)}"
+    url = base_url(settings.host, getattr(settings, port_setting))
     if port_setting not in settings.sources:
         running = read_server_file(settings.paths.server_file) or {}
         url = running.get(f"{role}_url", url)

@@ -8,7 +8,6 @@ children as environment variables, so a child never re-reads a config file that 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -17,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import BadRequest
+
+# Set by the supervisor in its children's environment (with every resolved setting).
+SUPERVISOR_PID_ENV = "MODELDEPOT_SUPERVISOR_PID"
 
 ENV_PREFIX = "MODELDEPOT_"
 AUTH_MODES = ("writes", "all", "none")
@@ -217,12 +219,10 @@ class Settings:
 
 
 def is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    """Whether a bind host is loopback: the same answer the Host header check gives."""
+    from app.security import host_of, is_loopback
+
+    return is_loopback(host_of(host))
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -265,7 +265,10 @@ def resolve(
     else:
         home, sources["home"] = _default_home(), "default"
     home_path = Path(home).expanduser().resolve()
-    file_values = _read_config_file(Paths(home_path).config_file)
+    # A supervisor's child gets every setting in its environment: a config.toml edited (or
+    # broken) since would only turn its next restart into a crash loop.
+    started_by_supervisor = SUPERVISOR_PID_ENV in environ
+    file_values = {} if started_by_supervisor else _read_config_file(Paths(home_path).config_file)
 
     for setting in SETTINGS:
         if setting.name == "home":

@@ -15,10 +15,13 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from app.errors import Forbidden, Unauthorized
+from app.errors import BadRequest, Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    from app.config import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
@@ -54,10 +57,19 @@ def load_or_create_token(path: Path) -> str:
     return _read_token(path)
 
 
+def api_token(settings: Settings) -> str:
+    """The token the servers check: the setting if given, else the data dir's token file
+    (created on first use)."""
+    return settings.token or load_or_create_token(settings.paths.token_file)
+
+
 def _read_token(path: Path) -> str:
-    token = path.read_text(encoding="ascii").strip()
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except UnicodeDecodeError:
+        token = ""
     if len(token) < 16:
-        raise ValueError(
+        raise BadRequest(
             f"The token file {path} is empty or too short; delete it to make a new one."
         )
     return token

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.config import SETTINGS, Settings, resolve
+from app.config import SETTINGS, SUPERVISOR_PID_ENV, Settings, is_loopback_host, resolve
 from app.errors import BadRequest
+from app.security import api_token, host_of, is_loopback
 
 
 def test_table_and_dataclass_agree() -> None:
@@ -60,3 +61,37 @@ def test_non_loopback_needs_allow_remote(tmp_path: Path) -> None:
     with pytest.raises(BadRequest, match="allow_remote"):
         resolve({}, env)
     assert resolve({"allow_remote": "true"}, env).effective_auth == "all"
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST", "127.0.0.1", "::1", "[::1]",
+                                  "ip6-localhost", "api.localhost"])
+def test_every_loopback_name_the_host_check_takes_may_be_bound(tmp_path: Path,
+                                                                 host: str) -> None:
+    s = resolve({"host": host}, {"MODELDEPOT_HOME": str(tmp_path)})
+    assert is_loopback_host(s.host) and is_loopback(host_of(host))
+    assert s.effective_auth == "writes"
+
+
+def test_a_supervisor_child_does_not_read_config_toml(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("colour = 1\n")  # broken after the supervisor started
+    env = {"MODELDEPOT_HOME": str(tmp_path), SUPERVISOR_PID_ENV: "1",
+           "MODELDEPOT_REGISTRY_PORT": "9000"}
+    assert resolve({}, env).registry_port == 9000
+    with pytest.raises(BadRequest, match="colour"):  # a server started by hand still reads it
+        resolve({}, {"MODELDEPOT_HOME": str(tmp_path)})
+
+
+def test_a_damaged_token_file_is_an_error_that_says_what_to_do(tmp_path: Path) -> None:
+    settings = resolve({}, {"MODELDEPOT_HOME": str(tmp_path)})
+    settings.paths.token_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.paths.token_file.write_bytes(b"\xffshort")
+    with pytest.raises(BadRequest, match="delete it to make a new one"):
+        api_token(settings)
+
+
+def test_the_cli_reaches_an_ipv6_loopback_server(tmp_path: Path) -> None:
+    from app.cli import build_parser, server_client
+
+    args = build_parser().parse_args(["models", "list", "--home", str(tmp_path),
+                                      "--host", "::1", "--registry-port", "9000"])
+    assert server_client(args).base_url == "http://[::1]:9000"

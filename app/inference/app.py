@@ -39,7 +39,7 @@ from app.inference.middleware import (
     error_status,
 )
 from app.inference.watcher import StoreWatcher, open_store
-from app.security import SecurityPolicy, load_or_create_token
+from app.security import SecurityPolicy, api_token
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def create_app(settings: Settings, store: Store | None = None, *,
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=docs.STATIC_DIR), name="static")
 
-    token = settings.token or load_or_create_token(settings.paths.token_file)
+    token = api_token(settings)
     policy = SecurityPolicy(token, settings.effective_auth, settings.allowed_hosts)
     app.front = SecurityMiddleware(
         PredictionRoutes(app.serve_rest, cache, metrics, settings.max_request_bytes), policy

@@ -17,7 +17,7 @@ from app.registry.datasets_api import api as datasets_routes
 from app.registry.jobs_api import api as jobs_routes
 from app.registry.runner import JobRunner
 from app.registry.schemas import Health
-from app.security import SecurityPolicy, load_or_create_token
+from app.security import SecurityPolicy, api_token
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     app = Flask("app.registry")
     app.config["MAX_CONTENT_LENGTH"] = None  # uploads enforce their own limit while streaming
     store = store or Store(settings.paths)
-    token = settings.token or load_or_create_token(settings.paths.token_file)
+    token = api_token(settings)
     policy = SecurityPolicy(token, settings.effective_auth, settings.allowed_hosts)
     # Jobs run on a spawn process pool, built on first use; serve_registry resumes old jobs.
     runner = JobRunner(app, store, settings)

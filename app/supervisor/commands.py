@@ -112,9 +112,9 @@ def _server_info(settings: Settings, started_at: str) -> dict[str, Any]:
 
 def _token(settings: Settings) -> str:
     # Created here, before either child starts, so both servers and the browser agree on it.
-    from app.security import load_or_create_token
+    from app.security import api_token
 
-    return settings.token or load_or_create_token(settings.paths.token_file)
+    return api_token(settings)
 
 
 def _claim_ports(settings: Settings) -> Settings:

@@ -18,7 +18,8 @@ import sys
 import threading
 import time
 
-SUPERVISOR_PID_ENV = "MODELDEPOT_SUPERVISOR_PID"
+from app.config import SUPERVISOR_PID_ENV
+
 POLL_SECONDS = 0.25  # the orphan must be gone within 2 s of the supervisor
 
 
