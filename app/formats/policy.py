@@ -115,3 +115,28 @@ def is_allowed(qualified: str) -> bool:
     if is_denied(qualified):
         return False
     return qualified in ALLOWED_NAMES or qualified.startswith(ALLOWED_PREFIXES)
+
+
+def object_denial(qualified: str) -> str | None:
+    """Why the object an allowed name stands for is refused, or None: it is another name for a
+    denied object (numpy.lib._datasource.DataSource is numpy.DataSource), or a class that runs
+    code when it is discarded (a __del__ acting on attributes the file sets).
+
+    Imports the name's module, so call it only for names is_allowed accepted (scikit-learn,
+    numpy, scipy: what loading the file would import anyway). A name that does not resolve is
+    left to the loader, which fails on it.
+    """
+    import importlib
+
+    module, _, name = qualified.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    real_module, real_name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if isinstance(real_module, str) and isinstance(real_name, str) and \
+            (_module_denied(real_module) or f"{real_module}.{real_name}" in DENIED_NAMES):
+        return f"is {real_module}.{real_name}, which reads or writes files or runs code"
+    if isinstance(obj, type) and any("__del__" in vars(k) for k in obj.__mro__ if k is not object):
+        return "runs code when it is discarded (__del__)"
+    return None

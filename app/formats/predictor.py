@@ -112,8 +112,6 @@ def load_predictor(path: Path, format: str, *, signature: Signature | None = Non
         onnx_format.check_self_contained(model)
         return OnnxPredictor(data, signature or onnx_format.onnx_signature(model))
     if format == "skops":
-        with open_zip(path) as zf:
-            check_members(zf, limits)
         estimator, _ = skops_format.load_skops(path)
     elif format == "pickle":
         estimator, _, _, _ = pickle_format.load_pickle(path, limits)

@@ -1,8 +1,9 @@
 """skops files: load with an explicit list of trusted types, never `trusted=True`.
 
 skops lists the types a file would instantiate without instantiating them. ModelDepot trusts
-exactly those types when every one is inside scikit-learn, numpy or scipy and off the deny-list;
-any other type refuses the file, naming it.
+exactly those types when every one is inside scikit-learn, numpy or scipy, off the deny-list
+under the name written and under the object's own name, and not a class with a __del__; any
+other type refuses the file, naming it.
 """
 
 from __future__ import annotations
@@ -34,13 +35,23 @@ def trusted_types(source: Path | bytes) -> list[str]:
             f"does not trust: {', '.join(refused)}. Save the model without them, or send it as a "
             "trusted pickle."
         )
+    denied = sorted(f"{t} ({why})" for t in untrusted if (why := policy.object_denial(t)))
+    if denied:
+        raise UnsafeModel(
+            f"The skops file needs types ModelDepot never loads: {', '.join(denied)}."
+        )
     return list(untrusted)
 
 
 def load_skops(source: Path | bytes) -> tuple[Any, LoadRecord]:
-    """Load after the trusted-type check; returns the object and what sklearn said while loading."""
+    """Load after the zip checks and the trusted-type check (whether the file came alone or
+    inside an MLflow zip); returns the object and what sklearn said while loading."""
     import skops.io
 
+    from app.formats.zip_safety import ZipLimits, check_members, open_zip
+
+    with open_zip(io.BytesIO(source) if isinstance(source, bytes) else source) as zf:
+        check_members(zf, ZipLimits())
     trusted = trusted_types(source)
     try:
         with recording_versions() as record:

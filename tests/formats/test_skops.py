@@ -82,3 +82,64 @@ def test_damaged_skops(logreg: Any, tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InvalidModelFile):
         inspect_file(path, trust=False)
+
+
+def _renamed_type_file(path: Path, real: str, written: str, victim: Path) -> Path:
+    """A skops file holding numpy's DataSource under another of its names, whose __del__
+    removes the folder the file names (what an attacker would send, no trust needed)."""
+    import gc
+    import io
+    import zipfile
+
+    from numpy.lib import _datasource
+
+    source = _datasource.DataSource(None)
+    temp = source._destpath
+    data = skops.io.dumps({"x": source})
+    del source
+    gc.collect()
+    original = zipfile.ZipFile(io.BytesIO(data))
+    schema = original.read("schema.json").decode()
+    schema = schema.replace(f'"{real}"', f'"{written}"').replace(temp, str(victim))
+    with zipfile.ZipFile(path, "w") as out:
+        for info in original.infolist():
+            out.writestr(info.filename, schema if info.filename == "schema.json"
+                         else original.read(info))
+    return path
+
+
+def test_a_denied_class_under_another_name_is_refused_and_runs_nothing(tmp_path: Path) -> None:
+    import gc
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    path = _renamed_type_file(tmp_path / "evil.skops", "numpy.lib.npyio",
+                              "numpy.lib._datasource", victim)
+    with pytest.raises(UnsafeModel, match=r"numpy\.lib\._datasource\.DataSource"):
+        inspect_file(path, trust=False)
+    with pytest.raises(UnsafeModel, match="DataSource"):
+        load_predictor(path, "skops")
+    gc.collect()
+    assert victim.is_dir()
+
+
+def test_a_skops_file_inside_an_mlflow_zip_gets_the_zip_checks(logreg: Any,
+                                                                 tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as z:
+        for info in (src := zipfile.ZipFile(io.BytesIO(skops.io.dumps(logreg)))).infolist():
+            z.writestr(info, src.read(info))
+        z.writestr("../../evil", b"x")
+    path = tmp_path / "m.zip"
+    mlmodel = b"flavors:\n  sklearn:\n    pickled_model: model.skops\n    " \
+              b"serialization_format: skops\n"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("MLmodel", mlmodel)
+        z.writestr("model.skops", inner.getvalue())
+    with pytest.raises(UnsafeModel):
+        inspect_file(path, trust=False)
+    with pytest.raises(UnsafeModel):
+        load_predictor(path, "mlflow")
