@@ -13,6 +13,7 @@ another pool, both off the event loop. Every method here runs on the event loop.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import sqlite3
 import time
@@ -41,6 +42,8 @@ from app.store import Store, VersionRecord
 from app.store.names import check_name, parse_ref
 
 log = logging.getLogger(__name__)
+
+MAX_REMEMBERED_MISSES = 1024
 T = TypeVar("T")
 Key = tuple[str, str | None]
 PRODUCTION = "production"
@@ -83,7 +86,9 @@ class ModelCache:
             parse_ref(ref)
         known = self._missing.get(key)
         if known is not None:
-            raise known
+            # A fresh copy: raising the stored one would chain every request's frames (and
+            # body) onto its traceback, for as long as it is remembered.
+            raise copy.copy(known)
         if self.store is None:
             raise NotFound(f"No model named {name!r}: the registry holds no models yet.")
         revision = self.revision
@@ -92,7 +97,9 @@ class ModelCache:
             model = await self.ensure_loaded(record)
         except (NotFound, ModelUnavailable) as exc:
             if revision == self.revision and revision is not None:
-                self._missing[key] = exc  # asked again and again, answered from memory
+                if len(self._missing) >= MAX_REMEMBERED_MISSES:  # names are the client's
+                    self._missing.clear()
+                self._missing[key] = copy.copy(exc)  # asked again and again, answered from memory
             raise
         if revision == self.revision and revision is not None:
             self._targets[key] = model

@@ -191,3 +191,17 @@ def test_v1_listing_and_description(client: AppClient) -> None:
     described = client.get("/v1/models/named").json()
     assert described["signature"]["feature_names"] == IRIS_NAMES
     assert described["outputs"] == ["predict", "predict_proba"]
+
+
+def test_a_name_asked_for_again_and_again_holds_no_request_in_memory(
+        client: AppClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = client.app.state.cache
+    body = {"instances": [ROW] * 2000}
+    for _ in range(20):
+        v1_error(client.post("/v1/models/ghost/predict", json=body), 404)
+    remembered = cache._missing[("ghost", None)]
+    assert remembered.__traceback__ is None  # no request's frames (nor body) kept alive
+    monkeypatch.setattr("app.inference.cache.MAX_REMEMBERED_MISSES", 3)
+    for i in range(10):  # names are the client's to make up: what is remembered stays bounded
+        v1_error(client.post(f"/v1/models/ghost{i}/predict", json={"instances": [ROW]}), 404)
+    assert len(cache._missing) <= 3
