@@ -79,7 +79,10 @@ def host_of(value: str) -> str:
     """The host part of a Host header or URL authority, lower-cased, without port or brackets."""
     value = value.strip().lower()
     if value.startswith("["):
-        return value[1 : value.find("]")] if "]" in value else value
+        host, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+            return value  # "[::1]evil.example" is no address: compared whole, it matches none
+        return host
     if value.count(":") == 1:
         value = value.split(":", 1)[0]
     return value.rstrip(".")

@@ -22,6 +22,14 @@ def test_foreign_host_is_403_before_routing(client: AppClient, path: str) -> Non
     assert "error" in r.json()
 
 
+@pytest.mark.parametrize("host", ["[::1]evil.example", "[::1]:80:x", "[::1"])
+def test_a_bracketed_loopback_with_more_after_it_is_foreign(client: AppClient, host: str) -> None:
+    r = client.post(PREDICT[0], json=PREDICT[1], headers={"host": host})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    assert client.post(PREDICT[0], json=PREDICT[1], headers={"host": "[::1]:8721"}).status_code \
+        == 200
+
+
 def test_foreign_host_on_predictions_in_each_error_shape(client: AppClient) -> None:
     r = client.post(PREDICT[0], json=PREDICT[1], headers={"host": "evil.example"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"

@@ -23,7 +23,8 @@ def test_writes_need_the_token(client: FlaskClient) -> None:
     assert client.get("/api/v1/models").status_code == 200  # reads don't need it
 
 
-@pytest.mark.parametrize("host", ["evil.example", "attacker.com:8720", "10.0.0.5", "[2001:db8::1]"])
+@pytest.mark.parametrize("host", ["evil.example", "attacker.com:8720", "10.0.0.5", "[2001:db8::1]",
+                                  "[::1]evil.example", "[::1]:80:x", "[::1"])
 def test_foreign_host_is_403_before_routing(client: FlaskClient, host: str) -> None:
     for path in ("/api/v1/models", "/api/v1/health", "/api/v1/no-such-route"):
         r = client.get(path, headers={"Host": host})
