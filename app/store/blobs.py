@@ -22,6 +22,13 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 TEMP_PREFIX = "upload-"
 
 
+def durable_folder(folder: Path) -> None:
+    """Make a blob shard folder exist, and its entry in blobs/ survive a power cut."""
+    if not folder.is_dir():
+        folder.mkdir(exist_ok=True)
+        fsync_dir(folder.parent)
+
+
 def fsync_dir(path: Path) -> None:
     if os.name == "nt":  # Windows cannot open a directory for fsync; NTFS journals the rename.
         return
@@ -90,7 +97,7 @@ class BlobStore:
         if target.is_file():
             temp.unlink(missing_ok=True)  # same content already stored: nothing new to write
             return target
-        target.parent.mkdir(exist_ok=True)
+        durable_folder(target.parent)
         os.replace(temp, target)
         fsync_dir(target.parent)
         return target

@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from app.store.blobs import TEMP_PREFIX, file_sha256
+from app.store.blobs import TEMP_PREFIX, durable_folder, file_sha256, fsync_dir
 from app.store.catalog import TRASH_PREFIX, Store
 from app.store.references import referenced_digests
 
@@ -43,8 +43,9 @@ def reconcile(store: Store) -> ReconcileReport:
             if entry.name.startswith(TRASH_PREFIX):
                 sha = entry.name.removeprefix(TRASH_PREFIX)
                 if sha in referenced and not blobs.exists(sha):
-                    blobs.path(sha).parent.mkdir(exist_ok=True)
+                    durable_folder(blobs.path(sha).parent)
                     entry.replace(blobs.path(sha))
+                    fsync_dir(blobs.path(sha).parent)
                     report.restored += 1
                     continue
             if entry.is_file():

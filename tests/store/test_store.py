@@ -153,3 +153,20 @@ def test_bad_aliases_are_refused(store: Store, bad: str) -> None:
     add(store, "m")
     with pytest.raises(InvalidName):
         store.set_alias("m", bad, 1)
+
+
+def test_a_new_shard_folder_is_made_durable_before_its_first_blob(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.store import blobs as blobs_module
+
+    synced: list[Path] = []
+    real = blobs_module.fsync_dir
+    monkeypatch.setattr(blobs_module, "fsync_dir", lambda p: (synced.append(p), real(p)))
+    sha, _ = store.blobs.write_bytes(b"first blob of its shard")
+    shard = store.blobs.path(sha).parent
+    # blobs/ (the shard's new entry) before the shard (the file's entry): a power cut between
+    # the commit and the next sync can lose neither.
+    assert synced == [shard.parent, shard]
+    synced.clear()
+    store.blobs.write_bytes(b"first blob of its shard")  # stored already: nothing to sync
+    assert synced == []
