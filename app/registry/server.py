@@ -44,6 +44,12 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def request_body_cap(settings: Settings) -> int:
+    """Waitress's own cap, above every limit of ours (models and datasets alike), so the app,
+    not waitress, answers a too-large upload: 413 with a JSON body naming the setting."""
+    return max(settings.max_upload_bytes, settings.max_dataset_bytes) + (64 << 20)
+
+
 def serve_registry(settings: Settings) -> None:
     import waitress
 
@@ -63,8 +69,7 @@ def serve_registry(settings: Settings) -> None:
             app,
             sockets=[sock],
             threads=settings.registry_threads,
-            # Above our own limit, so the app (not waitress) answers 413 with a JSON body.
-            max_request_body_size=settings.max_upload_bytes + (64 << 20),
+            max_request_body_size=request_body_cap(settings),
             ident="modeldepot",
             clear_untrusted_proxy_headers=True,
             channel_timeout=300,

@@ -50,3 +50,25 @@ def test_a_part_header_that_never_ends_is_413_not_memory(client: FlaskClient) ->
     assert response.status_code in (400, 413)
     assert response.json["error"]["message"]
     assert client.get("/api/v1/models/m").status_code == 404
+
+
+def test_a_dataset_up_to_its_own_limit_reaches_the_app_on_waitress(tmp_path: Path) -> None:
+    """Waitress's cap follows the larger of the model and dataset limits: with small model
+    uploads, a big CSV is still the app's to judge (201 here, a JSON 413 past its limit)."""
+    from app.client import Client
+    from tests.conftest import TOKEN
+    from tests.live import free_port, start_registry, stop
+
+    csv = tmp_path / "big.csv"
+    row = ",".join(["1.5"] * 40) + ",1\n"
+    with csv.open("w") as f:
+        f.write(",".join(f"f{i}" for i in range(40)) + ",label\n")
+        f.write(row * ((66 << 20) // len(row)))  # past 1 KB + waitress's 64 MB of slack
+    port = free_port()
+    proc = start_registry(tmp_path / "home", port, MODELDEPOT_MAX_UPLOAD_BYTES="1000",
+                          MODELDEPOT_MAX_DATASET_BYTES=str(100 << 20))
+    try:
+        dataset = Client(f"http://127.0.0.1:{port}", TOKEN, timeout=120).upload_dataset(csv)
+        assert dataset["size"] == csv.stat().st_size
+    finally:
+        stop(proc)
