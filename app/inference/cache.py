@@ -24,8 +24,10 @@ from typing import Any, TypeVar
 from app.config import Settings
 from app.errors import ModelDepotError, NotFound, StoreError
 from app.inference.batching import MicroBatcher
+from app.inference.corruption import report_corrupt
 from app.inference.inputs import InputSpec
 from app.inference.loaded import (
+    CorruptModel,
     Failure,
     FileStamp,
     LoadedModel,
@@ -136,6 +138,8 @@ class ModelCache:
                 partial(load_version, self.store, record, self._loader, twins=twin is not None),
             )
         except ModelDepotError as exc:
+            if isinstance(exc, CorruptModel):
+                report_corrupt(self.settings, record.model, record.version)
             self._failures[record.id] = Failure(
                 record.model, record.version, exc.message,
                 FileStamp.of(self.store.blob_path(record)) if record.sha256 else None,

@@ -117,6 +117,15 @@ def get_version(name: str, version: str) -> Response:
     return json_response(registry().store.get_version(name, version).to_dict())
 
 
+@api.route("POST", "/models/<name>/versions/<version>/verify",
+           "Hash the version's file again: a mismatch marks it corrupt (not served), a match "
+           "makes a corrupt version ready again", response=Version)
+def verify_version(name: str, version: str) -> Response:
+    from app.store.doctor import verify_version as verify
+
+    return json_response(verify(registry().store, name, version).to_dict())
+
+
 @api.route("PATCH", "/models/<name>/versions/<version>", "Change a version's description or tags",
            body=VersionPatch, response=Version)
 def patch_version(name: str, version: str) -> Response:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from app.store.blobs import file_sha256
 from app.store.catalog import Store
+from app.store.records import VersionRecord
 
 
 @dataclass
@@ -50,20 +51,38 @@ def run_doctor(store: Store, *, mark: bool = True) -> DoctorReport:
         label = f"{row['name']} version {row['version']}"
         path = store.blobs.path(row["sha256"])
         report.checked += 1
-        if not path.is_file():
-            good, why = False, "its file is missing"
-        else:
-            report.bytes_checked += path.stat().st_size
-            good = file_sha256(path) == row["sha256"]
-            why = "its file no longer matches its sha256"
-        if good:
+        report.bytes_checked += path.stat().st_size if path.is_file() else 0
+        problem = file_problem(store, row["sha256"])
+        if problem is None:
             report.ok += 1
             if row["status"] == "corrupt" and mark:
                 store.set_status(row["id"], "ready")
                 report.repaired.append(f"{label}: ready again (its file matches)")
             continue
-        report.problems.append(f"{label}: {why}")
+        report.problems.append(f"{label}: {problem}")
         if row["status"] == "ready" and mark:
-            store.set_status(row["id"], "corrupt", why[0].upper() + why[1:] + ".")
+            store.set_status(row["id"], "corrupt", problem[0].upper() + problem[1:] + ".")
             report.repaired.append(f"{label}: corrupt (not served)")
     return report
+
+
+def file_problem(store: Store, sha256: str) -> str | None:
+    """What is wrong with a version's stored file, or None when it matches its sha256."""
+    path = store.blobs.path(sha256)
+    if not path.is_file():
+        return "its file is missing"
+    return None if file_sha256(path) == sha256 else "its file no longer matches its sha256"
+
+
+def verify_version(store: Store, model: str, ref: str) -> VersionRecord:
+    """Hash one ready (or corrupt) version's file and record the verdict in its status, as the
+    doctor does for all: what the registry runs when a load found a mismatch."""
+    record = store.get_version(model, ref)
+    if record.status not in ("ready", "corrupt") or record.sha256 is None:
+        return record
+    problem = file_problem(store, record.sha256)
+    if problem is not None and record.status == "ready":
+        store.set_status(record.id, "corrupt", problem[0].upper() + problem[1:] + ".")
+    elif problem is None and record.status == "corrupt":
+        store.set_status(record.id, "ready")
+    return store.get_version(model, ref)

@@ -82,7 +82,8 @@ def test_a_flipped_byte_is_refused_and_the_old_version_keeps_serving(
         assert str(settings.home) not in r.text
         r = c.get(f"/v2/models/iris/versions/{version}/ready")
         assert r.status_code == 503 and r.json()["ready"] is False
-        # The inference server wrote nothing: the registry still has the version as it was.
+        # The inference server wrote nothing itself: marking is the registry's, on a report
+        # it checks (tests/test_corrupt_report.py); no registry answers here.
         assert iris_store.get_version("iris", version).status == "ready"
 
 
