@@ -199,9 +199,7 @@ def _stack_columns(tensors: list[tuple[str, np.ndarray]], spec: InputSpec) -> np
     if spec.feature_names is None:
         raise InputError("This model's signature has no feature names, so send one input of "
                          f"shape [rows, {spec.n_features or 'features'}].")
-    missing = [n for n in spec.feature_names if n not in set(names)]
-    extra = [n for n in names if n not in set(spec.feature_names)]
-    if missing or extra or len(names) != len(set(names)):
+    if len(names) != len(set(names)) or set(names) != set(spec.feature_names):
         raise InputError(f"With one input per feature, send exactly the features "
                          f"{', '.join(spec.feature_names)[:200]} once each.")
     by_name = dict(tensors)

@@ -141,16 +141,18 @@ def reorder(arr: np.ndarray, columns: Sequence[str], spec: InputSpec, what: str)
     if names is None:
         check_width(arr, spec, what)
         return arr
-    missing = [n for n in names if n not in set(columns)]
-    extra = [c for c in columns if c not in set(names)]
+    if tuple(columns) == names:  # the usual case: the client sent the model's order
+        return arr
+    position = {c: i for i, c in enumerate(columns)}
+    missing = [n for n in names if n not in position]
     if missing:
         raise InputError(f"{what} lacks feature(s): {_listed(missing)}.")
-    if extra:
+    if len(position) != len(names):
+        known = set(names)
+        extra = [c for c in columns if c not in known]
         raise InputError(f"{what} has unknown feature(s): {_listed(extra)}. "
                          f"The model takes {spec.describe()}.")
-    if list(columns) != list(names):
-        arr = np.ascontiguousarray(arr[:, [list(columns).index(n) for n in names]])
-    return arr
+    return np.ascontiguousarray(arr[:, [position[n] for n in names]])
 
 
 def check_width(arr: np.ndarray, spec: InputSpec, what: str) -> None:
