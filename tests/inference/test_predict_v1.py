@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.config import Settings
 from app.store import Store
 from tests.inference.conftest import IRIS_NAMES, ROW, AppClient, add_version, regressor, string_iris
 from tests.models import iris_model, iris_rows
@@ -205,3 +206,18 @@ def test_a_name_asked_for_again_and_again_holds_no_request_in_memory(
     for i in range(10):  # names are the client's to make up: what is remembered stays bounded
         v1_error(client.post(f"/v1/models/ghost{i}/predict", json={"instances": [ROW]}), 404)
     assert len(cache._missing) <= 3
+
+
+def test_an_unexpected_failure_is_a_json_500_with_nothing_internal(
+        client: AppClient, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"trouble under {settings.home}")
+
+    monkeypatch.setattr(client.app.state.cache, "lookup", broken)
+    for path, body in (("/v1/models/iris/predict", {"instances": [ROW]}),
+                       ("/v2/models/iris/infer", {"inputs": [
+                           {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW}]})):
+        r = client.post(path, json=body)
+        assert r.status_code == 500, (path, r.text)
+        assert str(settings.home) not in r.text and "Traceback" not in r.text
+        assert "RuntimeError" not in r.text and r.json()["error"]

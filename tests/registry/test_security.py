@@ -6,6 +6,7 @@ import os
 import stat
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from app.config import Settings
@@ -84,3 +85,32 @@ def test_token_file_is_private_and_stable(settings: Settings) -> None:
     token = load_or_create_token(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert load_or_create_token(path) == token and len(token) >= 32
+
+
+def test_every_write_route_needs_the_token(client: FlaskClient) -> None:
+    """Every route that changes something, as the registry's own OpenAPI lists them."""
+    spec = client.get("/api/v1/openapi.json").json
+    writes = [(method.upper(), path) for path, ops in spec["paths"].items()
+              for method, op in ops.items() if method != "get"]
+    assert len(writes) >= 12
+    for method, path in writes:
+        op = spec["paths"][path][method.lower()]
+        assert op.get("security"), f"{method} {path} does not say it needs the token"
+        concrete = path.replace("{name}", "m").replace("{version}", "1").replace(
+            "{alias}", "production").replace("{dataset_id}", "d" * 64).replace("{job_id}", "j")
+        for headers in ({}, {"Authorization": "Bearer wrong-token"}):
+            r = client.open(concrete, method=method, json={}, headers=headers)
+            assert r.status_code == 401 and error_code(r) == "unauthorized", (method, path)
+
+
+def test_an_unexpected_failure_is_a_json_500_with_nothing_internal(
+        app: Flask, client: FlaskClient, settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"disk trouble under {settings.home}")
+
+    monkeypatch.setattr(app.extensions["modeldepot"].store, "list_models", broken)
+    r = client.get("/api/v1/models")
+    assert r.status_code == 500 and error_code(r) == "internal_error"
+    assert str(settings.home) not in r.text and "Traceback" not in r.text
+    assert "RuntimeError" not in r.text
