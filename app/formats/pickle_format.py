@@ -27,8 +27,10 @@ def _open(source: Path | bytes, limits: ZipLimits) -> Any:
     raw = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     try:
         kind = compression_of(raw.read(8))
+        size = raw.seek(0, io.SEEK_END)
         raw.seek(0)
-        yield (open_decompressed(raw, kind, limits.max_total_bytes) if kind else raw), kind
+        # A few MB that inflate to GB would fill memory before the trust check: the zip rule.
+        yield (open_decompressed(raw, kind, limits.expansion_cap(size)) if kind else raw), kind
     finally:
         raw.close()
 

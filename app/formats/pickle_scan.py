@@ -245,11 +245,25 @@ class _Scanner:
 
 
 class _ReadOnly:
-    """Hides tell() from genops, which calls it on every opcode and fails on decompressors."""
+    """Hides tell() from genops, which calls it on every opcode and fails on decompressors, and
+    reads long arguments in chunks: a length the file merely claims (BINBYTES8 of 4 GB) is not
+    allocated before the bytes exist, and a decompressor's cap stops it on the way."""
 
     def __init__(self, stream: BinaryIO) -> None:
-        self.read = stream.read
+        self._stream = stream
         self.readline = stream.readline  # protocol 0 arguments end with a newline
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n <= _SKIP_CHUNK:
+            return self._stream.read(n)
+        parts = []
+        while n > 0:
+            chunk = self._stream.read(min(n, _SKIP_CHUNK))
+            if not chunk:
+                break
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
 
 
 def _truncated() -> InvalidModelFile:

@@ -31,6 +31,12 @@ class ZipLimits:
     # ratio of members whose uncompressed size passes this floor.
     ratio_floor_bytes: int = 1 << 20
 
+    def expansion_cap(self, compressed_size: int) -> int:
+        """How far `compressed_size` bytes may expand: within the ratio (above the floor) and
+        the total. One rule for zip members and compressed joblib files alike."""
+        by_ratio = max(self.ratio_floor_bytes, int(self.max_ratio * max(compressed_size, 1)))
+        return min(self.max_total_bytes, by_ratio)
+
 
 def open_zip(path_or_file: str | Path | IO[bytes]) -> zipfile.ZipFile:
     try:
@@ -96,8 +102,7 @@ def _check_name(name: str) -> None:
 
 def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits) -> bytes:
     """The member's bytes, read in memory; stops past its declared size or the ratio cap."""
-    cap = min(info.file_size, limits.max_total_bytes)
-    ratio_cap = max(limits.ratio_floor_bytes, int(limits.max_ratio * max(info.compress_size, 1)))
+    cap = min(info.file_size, limits.expansion_cap(info.compress_size))
     parts: list[bytes] = []
     size = 0
     try:
@@ -107,7 +112,7 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits) -
                 if not chunk:
                     break
                 size += len(chunk)
-                if size > cap or size > ratio_cap:
+                if size > cap:
                     raise UnsafeModel(
                         f"The zip archive member {info.filename!r} expands beyond its declared "
                         "size or the ratio limit."

@@ -340,3 +340,19 @@ def test_module_dunders_refused(name: str, tmp_path: Path) -> None:
     path.write_bytes(b"\x80\x04" + _short_str("numpy") + _short_str(name) + b"\x93.")
     with pytest.raises(UnsafeModel, match="not a plain importable name"):
         inspect_file(path, trust=True)
+
+
+def test_a_compressed_bomb_is_refused_before_it_fills_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = tmp_path / "bomb.joblib"
+    joblib.dump({"zeros": b"\0" * (300 << 20)}, path, compress=("zlib", 9))
+    assert path.stat().st_size < 2 << 20  # a few hundred KB that inflate to 300 MB
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafeModel, match="expands"):
+            inspect_file(path, trust=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 150 << 20, peak
