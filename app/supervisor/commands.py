@@ -49,9 +49,9 @@ def run_serve(settings: Settings, open_browser: bool = False) -> int:
         return _already_running(settings, open_browser)
     try:
         setup_logging("supervisor", settings.log_level, settings.paths.logs)
-        _unpack_deferred_libraries(settings)
         settings = _claim_ports(settings)
         token = _token(settings)
+        _unpack_deferred_libraries(settings)  # once this start is sure to go on
         notifier = Notifier()
         started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
