@@ -179,7 +179,7 @@ def registry_client(args: argparse.Namespace) -> Any:
     return server_client(args, "registry")
 
 
-def _print(data: Any, as_json: bool) -> None:
+def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
 
 
@@ -189,7 +189,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         "GET", "/api/v1/models", query={"q": args.q, "tag": args.tag or None, "limit": args.limit}
     )
     if args.json:
-        _print(page, True)
+        _print(page)
         return 0
     print(f"{'NAME':<32} {'LATEST':>6} {'VERSIONS':>8}  ALIASES")
     for m in page["models"]:

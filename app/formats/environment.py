@@ -30,7 +30,6 @@ class LoadRecord:
     """What scikit-learn said while unpickling: the versions that wrote the estimators."""
 
     sklearn_versions: set[str] = field(default_factory=set)
-    version_checked: bool = False
 
 
 @contextmanager

@@ -14,7 +14,6 @@ from app.formats.signature import Signature
 
 LABEL_OUTPUTS = ("label", "output_label")
 PROBA_OUTPUTS = ("probabilities", "output_probability")
-_CLASS_ATTRIBUTES = ("classlabels_int64s", "classlabels_ints", "classlabels_strings")
 
 
 def parse(source: Path | bytes) -> Any:

@@ -63,7 +63,6 @@ class Failure:
     version: int
     reason: str
     stamp: FileStamp | None
-    at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": str(self.version), "reason": self.reason}

@@ -129,12 +129,3 @@ class BlobStore:
                 for entry in sub.iterdir():
                     if _SHA256.fullmatch(entry.name):
                         yield entry.name
-
-    def clear_temp(self) -> int:
-        """Remove temp files left by a crash; only safe before any upload of this process starts."""
-        removed = 0
-        for entry in self.tmp.iterdir():
-            if entry.is_file():
-                entry.unlink(missing_ok=True)
-                removed += 1
-        return removed

@@ -75,6 +75,3 @@ def holder(home: Path) -> int | None:
         except (ValueError, IndexError):
             return 0  # held, but the holder has not written its pid yet
 
-
-def is_held(home: Path) -> bool:
-    return holder(home) is not None
