@@ -210,7 +210,7 @@ def cmd_models_show(args: argparse.Namespace) -> int:
         data["versions"] = client.request(
             "GET", f"/api/v1/models/{name}/versions", query={"limit": 20}
         )["versions"]
-    _print(data, True)
+    _print(data)
     return 0
 
 
@@ -272,9 +272,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     path = f"/v1/models/{quote(args.name, safe='')}"
     if args.version:
         path += f"/versions/{quote(args.version, safe='')}"
-    _print(
-        server_client(args, "inference").request("POST", path + "/predict", json_body=body), True
-    )
+    _print(server_client(args, "inference").request("POST", path + "/predict", json_body=body))
     return 0
 
 
