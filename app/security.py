@@ -102,10 +102,14 @@ def is_loopback(host: str) -> bool:
 class SecurityPolicy:
     token: str
     auth: str = "writes"  # writes | all | none
-    allowed_hosts: tuple[str, ...] = ()
+    allowed_hosts: frozenset[str] | tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Compared with every request's Host (lower-cased by host_of): normalised once here.
+        object.__setattr__(self, "allowed_hosts", frozenset(h.lower() for h in self.allowed_hosts))
 
     def host_allowed(self, host: str) -> bool:
-        return is_loopback(host) or host in {h.lower() for h in self.allowed_hosts}
+        return is_loopback(host) or host in self.allowed_hosts
 
     def check(
         self,
