@@ -135,7 +135,7 @@ class ModelCache:
         try:
             prepared = await loop.run_in_executor(
                 self._load_executor,
-                partial(load_version, self.store, record, self._loader, twins=twin is not None),
+                partial(load_version, self.store, record, self._loader, twin=twin),
             )
         except ModelDepotError as exc:
             if isinstance(exc, CorruptModel):
@@ -150,7 +150,6 @@ class ModelCache:
         finally:
             self._loading.pop((record.id, twin), None)
         model = self._adopt(prepared)
-        model.twin_key, model.engine = twin, prepared.engine
         self._metrics.load_seconds.labels(record.model).observe(prepared.seconds)
         log.info("loaded %s version %d (%s on %s, %.0f ms)", record.model, record.version,
                  record.format, prepared.engine, prepared.seconds * 1000)
@@ -170,6 +169,7 @@ class ModelCache:
             signature=signature, spec=InputSpec.from_signature(signature, settings.max_batch_rows),
             outputs=outputs_of(predictor, signature), platform=platform_of(record.format),
             memory=prepared.memory, batcher=batcher, metrics=metrics,
+            twin_key=prepared.twin_key, engine=prepared.engine,
         )
         self._by_version[record.id] = model
         self._evict(keep=model)

@@ -138,11 +138,11 @@ def twin_key(record: VersionRecord, twins: bool) -> str | None:
 
 
 def load_version(store: Store, record: VersionRecord, loader: Loader, *,
-                 twins: bool = False) -> Prepared:
+                 twin: str | None = None) -> Prepared:
     """Verify, load and warm one version (blocking: run it in a worker thread).
 
-    With `twins`, a version that has a verified ONNX twin is served through it; a twin that is
-    damaged or fails to load or warm is logged and passed over for the model itself.
+    With `twin` (the digest twin_key chose), the version is served through its ONNX twin; a twin
+    that is damaged or fails to load or warm is logged and passed over for the model itself.
     Raises CorruptModel when the file is not the one the registry recorded, ModelUnavailable when
     it does not load or its warm-up predict fails.
     """
@@ -160,10 +160,9 @@ def load_version(store: Store, record: VersionRecord, loader: Loader, *,
             "match the one recorded at upload. It is not served; run `modeldepot doctor`."
         )
     signature = _signature(record)
-    key = twin_key(record, twins)
-    twin, twin_size = _load_twin(store, record, signature, key) if key else (None, 0)
-    if twin is not None:
-        return Prepared(record, twin, signature, time.perf_counter() - started, key,
+    twin_predictor, twin_size = _load_twin(store, record, signature, twin) if twin else (None, 0)
+    if twin_predictor is not None:
+        return Prepared(record, twin_predictor, signature, time.perf_counter() - started, twin,
                         "onnxruntime-twin", twin_size)
     try:
         predictor = loader(path, record.format, signature=signature)
@@ -176,7 +175,7 @@ def load_version(store: Store, record: VersionRecord, loader: Loader, *,
     signature = getattr(predictor, "signature", None) or signature
     warm_up(predictor, signature, record)
     engine = "onnxruntime" if record.format == "onnx" else "scikit-learn"
-    return Prepared(record, predictor, signature, time.perf_counter() - started, key, engine,
+    return Prepared(record, predictor, signature, time.perf_counter() - started, twin, engine,
                     record.size or 0)
 
 
