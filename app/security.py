@@ -117,12 +117,14 @@ class SecurityPolicy:
         headers: Headers,
         *,
         public: bool = False,
+        read_only: bool = False,
         cookie_token: str | None = None,
     ) -> None:
         """Raise Forbidden or Unauthorized, or return if the request may proceed.
 
         `headers` must be case-insensitive (both frameworks' header objects are). `public` marks
-        health routes, which never need the token but still get the Host check.
+        health routes, which never need the token but still get the Host check. `read_only`
+        marks a POST that changes nothing (a prediction): the token only under auth=all.
         """
         host = headers.get("host")
         if not host or not self.host_allowed(host_of(host)):
@@ -133,7 +135,7 @@ class SecurityPolicy:
         writes = method.upper() not in SAFE_METHODS
         if writes:
             self._check_origin(headers)
-        if public or self.auth == "none" or (self.auth == "writes" and not writes):
+        if public or self.auth == "none" or (self.auth == "writes" and (not writes or read_only)):
             return
         self.require_token(headers, cookie_token)
 

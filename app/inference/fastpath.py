@@ -28,29 +28,17 @@ from app.inference.middleware import (
     Scope,
     Send,
     headers_of,
+    match,
     send_body,
     send_error,
 )
 
 log = logging.getLogger(__name__)
-ROUTES = {("v1", "predict"), ("v2", "infer")}
 _HEADER_LENGTH = "inference-header-content-length"
 
 
 class ClientGone(Exception):
     pass
-
-
-def match(path: str) -> tuple[str, str, str | None] | None:
-    """(protocol, model name, version ref or None) for a prediction path, else None."""
-    parts = path.split("/")
-    n = len(parts)
-    if n == 5 and parts[2] == "models" and (parts[1], parts[4]) in ROUTES and parts[3]:
-        return parts[1], parts[3], None
-    if n == 7 and parts[2] == "models" and parts[4] == "versions" and \
-            (parts[1], parts[6]) in ROUTES and parts[3] and parts[5]:
-        return parts[1], parts[3], parts[5]
-    return None
 
 
 class PredictionRoutes:

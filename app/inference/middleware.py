@@ -25,8 +25,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 HEADERS_KEY = "modeldepot.headers"
 PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 _MODEL_READY = re.compile(r"/v2/models/[^/]+(/versions/[^/]+)?/ready")
-_PREDICTION = re.compile(r"/(v1/models/[^/]+(/versions/[^/]+)?/predict|"
-                         r"v2/models/[^/]+(/versions/[^/]+)?/infer)")
+ROUTES = {("v1", "predict"), ("v2", "infer")}
 _JSON = b"application/json"
 _SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff")]
 
@@ -40,8 +39,16 @@ def headers_of(scope: Scope) -> dict[str, str]:
     return found
 
 
-def is_prediction(path: str) -> bool:
-    return _PREDICTION.fullmatch(path) is not None
+def match(path: str) -> tuple[str, str, str | None] | None:
+    """(protocol, model name, version ref or None) for a prediction path, else None."""
+    parts = path.split("/")
+    n = len(parts)
+    if n == 5 and parts[2] == "models" and (parts[1], parts[4]) in ROUTES and parts[3]:
+        return parts[1], parts[3], None
+    if n == 7 and parts[2] == "models" and parts[4] == "versions" and \
+            (parts[1], parts[6]) in ROUTES and parts[3] and parts[5]:
+        return parts[1], parts[3], parts[5]
+    return None
 
 
 def is_public(path: str) -> bool:
@@ -86,11 +93,11 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        # A prediction changes nothing, so under auth=writes it needs no token, as API.md says;
-        # it is still a POST, so the Host and Origin checks stay.
-        public = is_public(path) or (self.policy.auth == "writes" and is_prediction(path))
         try:
-            self.policy.check(scope["method"], headers_of(scope), public=public)
+            # A prediction changes nothing: under auth=writes it needs no token, as API.md
+            # says; it is still a POST, so the Host and Origin checks stay.
+            self.policy.check(scope["method"], headers_of(scope), public=is_public(path),
+                              read_only=match(path) is not None)
         except ModelDepotError as exc:
             extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else None
             await send_body(send, exc.status, error_body(path, exc), extra=extra)
