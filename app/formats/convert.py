@@ -7,8 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from app.errors import ModelDepotError
-from app.formats import policy
+from app.errors import ModelDepotError, UnsafeModel
+from app.formats.skops_format import trusted_types
 
 _PROBE_ROWS = 3
 
@@ -34,10 +34,11 @@ def convert_pickle_to_skops(src: Path, dst: Path) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = skops.io.dumps(estimator)
-            untrusted = skops.io.get_untrusted_types(data=data)
-            if not all(policy.is_allowed(t) for t in untrusted):
+            try:  # the upload will be judged by the same rule: check it here
+                trusted = trusted_types(data)
+            except UnsafeModel:
                 return False
-            copy = skops.io.loads(data, trusted=untrusted)
+            copy = skops.io.loads(data, trusted=trusted)
             expected = np.asarray(estimator.predict(probe))
             got = np.asarray(copy.predict(probe))
     except (ModelDepotError, MemoryError):

@@ -43,20 +43,10 @@ def scan(source: Path | bytes, limits: ZipLimits = ZipLimits()) -> tuple[PickleS
     return result, detail
 
 
-def _check(module: str, name: str) -> None:
-    # The C unpickler hides its protocol, so check the name as written and as renamed.
-    for mod, attr in {(module, name), policy.normalize(module, name, 0)}:
-        reason = policy.denial_reason(mod, attr)
-        if reason is not None:
-            raise UnsafeModel(
-                f"The model file imports {mod}.{attr}, which {reason}; ModelDepot refuses it "
-                "even for trusted uploads."
-            )
-
-
 class _GuardedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        _check(module, name)
+        # The C unpickler hides its protocol: check the name as written and as renamed (0).
+        policy.refuse_denied(module, name, 0)
         return super().find_class(module, name)
 
 
@@ -67,7 +57,7 @@ def _joblib_unpickler(stream: BinaryIO, mmap_from: Path | None = None) -> Any:
 
     class GuardedNumpyUnpickler(NumpyUnpickler):  # type: ignore[misc]
         def find_class(self, module: str, name: str) -> Any:
-            _check(module, name)
+            policy.refuse_denied(module, name, 0)
             return super().find_class(module, name)
 
     # joblib 1.5 added ensure_native_byte_order between file_handle and mmap_mode.

@@ -196,13 +196,7 @@ class _Scanner:
         raise InvalidModelFile("The pickle ends without a STOP opcode: the file is truncated.")
 
     def _global(self, module: str, attr: str) -> _Global:
-        for mod, name in {(module, attr), policy.normalize(module, attr, self.proto)}:
-            reason = policy.denial_reason(mod, name)
-            if reason is not None:
-                raise UnsafeModel(
-                    f"The model file imports {mod}.{name}, which {reason}; ModelDepot refuses "
-                    "it even for trusted uploads."
-                )
+        policy.refuse_denied(module, attr, self.proto)
         mod, name = policy.normalize(module, attr, self.proto)
         qualified = f"{mod}.{name}"
         self.found.add(qualified)

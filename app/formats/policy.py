@@ -105,6 +105,19 @@ def denial_reason(module: str, name: str) -> str | None:
     return None
 
 
+def refuse_denied(module: str, name: str, proto: int) -> None:
+    """UnsafeModel if a pickle's import is denied, as written or as the unpickler renames it."""
+    from app.errors import UnsafeModel
+
+    for mod, attr in {(module, name), normalize(module, name, proto)}:
+        reason = denial_reason(mod, attr)
+        if reason is not None:
+            raise UnsafeModel(
+                f"The model file imports {mod}.{attr}, which {reason}; ModelDepot refuses it "
+                "even for trusted uploads."
+            )
+
+
 def is_denied(qualified: str) -> bool:
     module, _, name = qualified.rpartition(".")
     return denial_reason(module, name) is not None
