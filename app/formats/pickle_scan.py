@@ -333,13 +333,13 @@ def _dtype_layout(value: Any) -> tuple[int, bool]:
     return itemsize, hasobject
 
 
-def scan_pickle(stream: BinaryIO, *, joblib: bool = True) -> PickleScan:
+def scan_pickle(stream: BinaryIO) -> PickleScan:
     """Scan one pickle from `stream`; refuse denied imports with UnsafeModel.
 
-    `joblib=True` follows joblib's inline array layout (harmless for plain pickles, which never
-    build a NumpyArrayWrapper).
+    Follows joblib's inline array layout (harmless for plain pickles, which never build a
+    NumpyArrayWrapper).
     """
-    scanner = _Scanner(_ReadOnly(stream), joblib=joblib)
+    scanner = _Scanner(_ReadOnly(stream), joblib=True)
     try:
         scanner.run()
     except (UnsafeModel, InvalidModelFile):

@@ -127,7 +127,6 @@ def load_predictor(path: Path, format: str, *, signature: Signature | None = Non
             estimator, _, _, _ = pickle_format.load_pickle(mlflow.model_bytes, limits)
     else:
         raise InvalidModelFile(f"Unknown model format {format!r}.")
-    require_predict(estimator)
     return SklearnPredictor(estimator, signature or signature_from_estimator(estimator))
 
 

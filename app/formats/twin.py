@@ -39,7 +39,7 @@ class TwinPredictor:
     inline_rows = 16
 
     def __init__(self, onnx_bytes: bytes, signature: Signature, *, label_dtype: str | None,
-                 label_rule: str | None = None, threads: int = 1) -> None:
+                 label_rule: str | None = None) -> None:
         import numpy as np
         import onnxruntime as ort
 
@@ -47,7 +47,7 @@ class TwinPredictor:
         options = ort.SessionOptions()
         # One thread per session: the server answers several requests and models side by side,
         # and a single-row forest takes microseconds, less than waking a second thread would.
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         try:
             self._session = ort.InferenceSession(onnx_bytes, sess_options=options,
