@@ -20,7 +20,7 @@ class Registry:
     settings: Settings
     store: Store
     policy: SecurityPolicy
-    runner: JobRunner | None = None  # training and compile jobs on the process pool
+    runner: JobRunner  # training and compile jobs on the process pool
 
 
 def registry() -> Registry:

@@ -33,9 +33,7 @@ def on_version_ready(store: Store, runner: JobRunner, version: VersionRecord) ->
                                   "version": version.version}, model=version.model)
 
 
-def version_ready(store: Store, runner: JobRunner | None, version: VersionRecord) -> None:
-    if runner is None:
-        return
+def version_ready(store: Store, runner: JobRunner, version: VersionRecord) -> None:
     try:
         on_version_ready(store, runner, version)
     except Exception:

@@ -42,9 +42,8 @@ from flask import Flask
 from flask_executor import Executor
 
 from app.config import Settings
-from app.errors import Unprocessable
 from app.registry.hooks import version_ready
-from app.registry.jobkinds import KINDS, JobKind
+from app.registry.jobkinds import KINDS
 from app.registry.worker import init_worker, nudge
 from app.store import Store
 from app.store.jobs import JobRecord
@@ -65,12 +64,11 @@ COLLATERAL = (
 
 
 class JobRunner:
-    def __init__(self, app: Flask, store: Store, settings: Settings,
-                 kinds: dict[str, JobKind] = KINDS) -> None:
+    def __init__(self, app: Flask, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
         self.pool_size = settings.pool_size
-        self.kinds = kinds
+        self.kinds = KINDS
         self._app = app
         self._home = str(settings.home)
         self._threads = max(1, (os.cpu_count() or 1) // self.pool_size)
@@ -87,9 +85,8 @@ class JobRunner:
     # -- public -----------------------------------------------------------------------------
 
     def submit(self, kind: str, spec: dict[str, Any], *, model: str | None = None) -> JobRecord:
-        """Queue a job of `kind` (a key of jobkinds.KINDS) and hand it to the pool."""
-        if kind not in self.kinds:
-            raise Unprocessable(f"Unknown job kind {kind!r}.", code="invalid_kind")
+        """Queue a job of `kind` (a key of jobkinds.KINDS, checked by the request's parsing)
+        and hand it to the pool."""
         job = self.store.jobs.create(kind, spec, model)
         self.dispatch(job)
         return job

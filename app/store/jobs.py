@@ -250,12 +250,12 @@ class JobStore:
                     failed.append(row["id"])
         return requeued, failed
 
-    def log(self, job_id: str, after: int = 0, limit: int = MAX_LOG_PAGE) -> list[LogLine]:
+    def log(self, job_id: str, after: int = 0) -> list[LogLine]:
         job = self.get(job_id)
         with self._db.read() as conn:
             rows = conn.execute(
                 "SELECT seq, at, line FROM job_log WHERE job_id = ? AND seq > ? ORDER BY seq "
-                "LIMIT ?", (job.id, after, min(limit, MAX_LOG_PAGE))).fetchall()
+                "LIMIT ?", (job.id, after, MAX_LOG_PAGE)).fetchall()
         return [LogLine(r["seq"], r["at"], r["line"]) for r in rows]
 
     def append_log(self, job_id: str, line: str) -> None:
