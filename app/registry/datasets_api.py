@@ -8,16 +8,15 @@ same bytes sent twice are one dataset: the second upload answers 200 with the fi
 from __future__ import annotations
 
 import logging
-from typing import BinaryIO, cast
 
 from flask import Response, request
 
-from app.errors import PayloadTooLarge, Unprocessable
+from app.errors import Unprocessable
 from app.registry.api import ApiBlueprint, json_response
 from app.registry.context import registry
 from app.registry.job_schemas import Dataset, DatasetForm, DatasetPage
 from app.registry.schemas import Deleted
-from app.registry.tabular import InvalidCsv, inspect_csv
+from app.registry.tabular import inspect_csv
 from app.registry.uploads import ReceivedUpload, receive_upload
 from app.store.datasets import DatasetRecord
 
@@ -25,29 +24,12 @@ log = logging.getLogger(__name__)
 api = ApiBlueprint("datasets", "/api/v1")
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"The dataset is larger than the limit of {limit} bytes (setting max_dataset_bytes)."
-    )
-
-
 def receive_dataset_file() -> ReceivedUpload:
     """The request's multipart body, its `file` part streamed to a temp file under the cap."""
     reg = registry()
-    limit = reg.settings.max_dataset_bytes
-    if request.content_length is not None and request.content_length > limit + (1 << 20):
-        raise _too_large(limit)
-    try:
-        stream = cast(BinaryIO, request.stream)  # werkzeug types it as IO[bytes]
-        return receive_upload(stream, request.content_type, reg.store.blobs, limit=limit,
-                              text_fields=("name",))
-    except PayloadTooLarge as exc:
-        raise _too_large(limit) from exc
-    except Unprocessable as exc:
-        if exc.code == "invalid_model_file":  # the decoder's word for a zero-byte file part
-            raise InvalidCsv("The CSV file is empty: it needs a header line naming the "
-                             "columns, then one line per row.") from exc
-        raise
+    return receive_upload(request.stream, request.content_type, request.content_length,
+                          reg.store.blobs, limit=reg.settings.max_dataset_bytes,
+                          setting="max_dataset_bytes", text_fields=("name",))
 
 
 def store_dataset(upload: ReceivedUpload, name: str | None) -> tuple[DatasetRecord, bool]:

@@ -19,6 +19,7 @@ from app.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMe
 from app.store.blobs import BlobStore
 
 MAX_FIELD_BYTES = 1 << 20
+MULTIPART_SLACK = 1 << 20  # part headers and text fields around the file
 # The decoder refuses to buffer more than MAX_FIELD_BYTES (part headers, a preamble); what it holds
 # between reads is at most a boundary's length, so a read must leave room for that. Smaller reads
 # are also faster: the decoder deletes each consumed chunk from the front of its buffer.
@@ -52,13 +53,21 @@ def boundary_of(content_type: str | None) -> bytes:
 def receive_upload(
     stream: IO[bytes],
     content_type: str | None,
+    content_length: int | None,
     blobs: BlobStore,
     *,
     limit: int,
+    setting: str,
     file_field: str = "file",
     text_fields: tuple[str, ...] = ("metadata",),
 ) -> ReceivedUpload:
-    """Decode a multipart body; the file part is hashed into a temp file, others kept in memory."""
+    """Decode a multipart body; the file part is hashed into a temp file, others kept in memory.
+
+    Over `limit` (the value of `setting`), whether the body says so up front or not: 413 naming
+    the setting. An empty file is left to the format's own check, which says what it expected.
+    """
+    if content_length is not None and content_length > limit + MULTIPART_SLACK:
+        raise _too_large(limit, setting)
     decoder = MultipartDecoder(boundary_of(content_type), MAX_FIELD_BYTES, max_parts=16)
     events = _events(decoder, stream)
     fields: dict[str, bytes] = {}
@@ -73,7 +82,7 @@ def receive_upload(
                 try:
                     received = blobs.receive(_part_data(events), limit)
                 except OverflowError as exc:
-                    raise _too_large(limit) from exc
+                    raise _too_large(limit, setting) from exc
             elif isinstance(event, Field | File):
                 if event.name not in text_fields or event.name in fields:
                     raise Unprocessable(
@@ -95,15 +104,12 @@ def receive_upload(
     if received is None:
         raise Unprocessable(f"The upload has no '{file_field}' part.", code="missing_file")
     temp, sha256, size = received
-    if size == 0:
-        temp.unlink(missing_ok=True)
-        raise Unprocessable("The uploaded file is empty.", code="invalid_model_file")
     return ReceivedUpload(temp, sha256, size, filename, fields)
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
+def _too_large(limit: int, setting: str) -> PayloadTooLarge:
     return PayloadTooLarge(
-        f"The upload is larger than the limit of {limit} bytes (setting max_upload_bytes)."
+        f"The upload is larger than the limit of {limit} bytes (setting {setting})."
     )
 
 

@@ -6,7 +6,7 @@ import logging
 
 from flask import Response, request, send_file
 
-from app.errors import PayloadTooLarge, Unauthorized
+from app.errors import Unauthorized
 from app.formats import Signature, inspect_file
 from app.registry.api import ApiBlueprint, json_body, json_response, parse_model
 from app.registry.context import registry
@@ -49,13 +49,9 @@ def upload_version(name: str) -> Response:
 def receive_model_file(text_fields: tuple[str, ...] = ("metadata",)) -> ReceivedUpload:
     """The request's multipart body, its `file` part streamed to a temp file under the limit."""
     reg = registry()
-    limit = reg.settings.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit + (1 << 20):
-        raise PayloadTooLarge(
-            f"The upload is larger than the limit of {limit} bytes (setting max_upload_bytes)."
-        )
-    return receive_upload(request.stream, request.content_type, reg.store.blobs, limit=limit,
-                          text_fields=text_fields)
+    return receive_upload(request.stream, request.content_type, request.content_length,
+                          reg.store.blobs, limit=reg.settings.max_upload_bytes,
+                          setting="max_upload_bytes", text_fields=text_fields)
 
 
 def store_upload(

@@ -42,7 +42,7 @@ def test_upload_errors_are_the_apis_messages(client: FlaskClient, tmp_path: Path
 @pytest.mark.parametrize("model,content,fields,status,message", [
     ("", b"x", {}, 400, "Invalid model name ''"),
     ("a/b", b"x", {}, 400, "Invalid model name"),
-    ("m", b"", {}, 422, "The uploaded file is empty."),
+    ("m", b"", {}, 422, "The file is empty."),
     ("m", b"x", {"description": "d" * 10_001}, 400, "A description must be"),
 ])
 def test_bad_uploads(client: FlaskClient, model: str, content: bytes, fields: dict[str, str],

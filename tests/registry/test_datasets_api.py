@@ -83,7 +83,7 @@ def test_over_the_cap_is_413(small_cap_app: Flask) -> None:
     response = post_csv(client, data)
     assert response.status_code == 413 and error_code(response) == "payload_too_large"
     assert message(response) == (
-        f"The dataset is larger than the limit of {CAP} bytes (setting max_dataset_bytes).")
+        f"The upload is larger than the limit of {CAP} bytes (setting max_dataset_bytes).")
     assert not list((small_cap_app.extensions["modeldepot"].settings.paths.tmp).iterdir())
 
 
