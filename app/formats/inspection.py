@@ -17,7 +17,7 @@ from app.formats.environment import (
 )
 from app.formats.predictor import require_predict
 from app.formats.signature import Signature, check_agrees, merge, signature_from_estimator
-from app.formats.zip_safety import ZipLimits, check_members, open_zip
+from app.formats.zip_safety import ZipLimits
 
 _LISTED_GLOBALS = 30
 
@@ -84,13 +84,10 @@ def _inspect_mlflow(
     path: Path, trust: bool, declared: Signature | None, limits: ZipLimits
 ) -> Inspection:
     from app.formats import pickle_format
-    from app.formats.mlflow_zip import mlmodel_prefix, read_mlflow
+    from app.formats.mlflow_zip import open_mlflow
     from app.formats.skops_format import load_skops
 
-    with open_zip(path) as zf:
-        prefix = mlmodel_prefix([i.filename for i in check_members(zf, limits)])
-        assert prefix is not None  # detect() classified it as mlflow
-        mlflow = read_mlflow(zf, prefix, limits)
+    mlflow = open_mlflow(path, limits)
     imported: tuple[str, ...] = ()
     if mlflow.serialization == "skops":
         estimator, record = load_skops(mlflow.model_bytes)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from app.errors import InvalidModelFile, Unprocessable
 from app.formats.signature import Signature
-from app.formats.zip_safety import ZipLimits, read_member
+from app.formats.zip_safety import ZipLimits, check_members, open_zip, read_member
 
 MLMODEL = "MLmodel"
 _MLMODEL_MAX_BYTES = 1 << 20
@@ -87,6 +88,16 @@ def _signature(manifest: dict[str, Any]) -> Signature | None:
         return Signature.from_dict({"inputs": section["inputs"]})
     except Unprocessable as exc:
         raise InvalidModelFile(f"The MLmodel signature is malformed: {exc.message}") from exc
+
+
+def open_mlflow(path: Path, limits: ZipLimits) -> MlflowModel:
+    """The model inside an MLflow zip, after every member is checked: what inspection and
+    loading both start from."""
+    with open_zip(path) as zf:
+        prefix = mlmodel_prefix([i.filename for i in check_members(zf, limits)])
+        if prefix is None:
+            raise InvalidModelFile("The zip archive has no MLmodel file.")
+        return read_mlflow(zf, prefix, limits)
 
 
 def read_mlflow(zf: zipfile.ZipFile, prefix: str, limits: ZipLimits) -> MlflowModel:

@@ -102,8 +102,8 @@ class OnnxPredictor:
 def load_predictor(path: Path, format: str, *, signature: Signature | None = None) -> Predictor:
     """Load a file inspect_file accepted. Pickles are scanned again before they are loaded."""
     from app.formats import onnx_format, pickle_format, skops_format
-    from app.formats.mlflow_zip import mlmodel_prefix, read_mlflow
-    from app.formats.zip_safety import ZipLimits, check_members, open_zip
+    from app.formats.mlflow_zip import open_mlflow
+    from app.formats.zip_safety import ZipLimits
 
     limits = ZipLimits()
     if format == "onnx":
@@ -116,11 +116,7 @@ def load_predictor(path: Path, format: str, *, signature: Signature | None = Non
     elif format == "pickle":
         estimator, _, _, _ = pickle_format.load_pickle(path, limits)
     elif format == "mlflow":
-        with open_zip(path) as zf:
-            prefix = mlmodel_prefix([i.filename for i in check_members(zf, limits)])
-            if prefix is None:
-                raise InvalidModelFile("The zip archive has no MLmodel file.")
-            mlflow = read_mlflow(zf, prefix, limits)
+        mlflow = open_mlflow(path, limits)
         if mlflow.serialization == "skops":
             estimator, _ = skops_format.load_skops(mlflow.model_bytes)
         else:
