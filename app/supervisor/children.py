@@ -13,7 +13,6 @@ child whom to watch; see parentwatch.py.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -24,12 +23,9 @@ from dataclasses import dataclass
 
 from app.config import Settings
 from app.supervisor.notify import NOTIFY_ENV_VARS
-from app.supervisor.parentwatch import SUPERVISOR_PID_ENV
+from app.supervisor.parentwatch import PR_SET_PDEATHSIG, SUPERVISOR_PID_ENV, libc_prctl
 
 log = logging.getLogger(__name__)
-
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
 
 @dataclass(frozen=True)
 class ChildSpec:
@@ -72,17 +68,6 @@ def child_environment(settings: Settings, base: Mapping[str, str] | None = None)
     return env
 
 
-@functools.cache
-def _prctl() -> Callable[..., int] | None:
-    """libc's prctl, looked up before any fork: the forked child must not import or load."""
-    import ctypes
-
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None
-
-
 def _die_with_parent(prctl: Callable[..., int], parent_pid: int) -> None:
     """Runs in the forked child before exec: ask the kernel to kill us when our parent dies."""
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -98,7 +83,7 @@ def spawn(spec: ChildSpec, settings: Settings) -> subprocess.Popen[bytes]:
         kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
     else:
         kwargs["process_group"] = 0
-        prctl = _prctl() if sys.platform.startswith("linux") else None
+        prctl = libc_prctl() if sys.platform.startswith("linux") else None
         if prctl is not None:
             parent = os.getpid()
             # Note: PR_SET_PDEATHSIG fires when the *thread* that forked exits, so children are

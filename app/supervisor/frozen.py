@@ -25,10 +25,10 @@ import sys
 from pathlib import Path
 
 from app.lazy_unpack import stop_unpacking
+from app.supervisor.parentwatch import PR_SET_PDEATHSIG, libc_prctl
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def unpack_dir() -> Path | None:
@@ -59,13 +59,10 @@ def watch_bootloader() -> int | None:
     bootloader = os.getppid()
     if not _is_our_bootloader(bootloader):
         return None  # already re-parented: the check below finds it gone at exit
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
+    prctl = libc_prctl()
+    if prctl is None:
         return None
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != bootloader:  # it died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
     return bootloader
