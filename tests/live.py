@@ -86,11 +86,11 @@ def start_inference(home: Path, port: int, **extra: str) -> subprocess.Popen[byt
     return start_server("inference", home, port, **extra)
 
 
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
-            proc.wait(10)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -24,7 +24,14 @@ import httpx
 import pytest
 
 from app.supervisor.discovery import read_server_file
-from tests.live import child_pids, free_ports, process_tree, wait_until
+from tests.live import (
+    child_pids,
+    free_ports,
+    process_gone,
+    process_tree,
+    stop,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY_ENV = "MODELDEPOT_BINARY"
@@ -74,11 +81,7 @@ def minimal_environment(base: Path) -> dict[str, str]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
+    return not process_gone(pid)
 
 
 def command_line(pid: int) -> list[str]:
@@ -198,13 +201,7 @@ class Bundle:
         """Leave nothing behind, whatever the test did."""
         if self.proc is not None:
             self.remember()
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+            stop(self.proc, timeout=20)
         for pid in self.seen:
             if alive(pid) and command_line(pid)[:1] == [str(self.binary)]:
                 with contextlib.suppress(OSError):

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from app.supervisor.discovery import read_server_file
-from tests.live import child_pids, free_ports, server_env, wait_until
+from tests.live import child_pids, free_ports, server_env, stop, wait_until
 
 START_TIMEOUT = 60.0  # generous: a cold CI box imports scikit-learn slowly
 
@@ -104,13 +104,8 @@ class Serve:
     def cleanup(self) -> None:
         """Leave nothing behind, whatever the test did."""
         pids = list(self.child_pids().values())
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop(self.proc, timeout=20)
         for pid in pids:
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
