@@ -37,6 +37,7 @@ V2_DTYPES: dict[str, np.dtype[Any]] = {
         "UINT64": np.uint64, "FP32": np.float32, "FP64": np.float64,
     }.items()
 }
+_V2_NAMES = {dtype: name for name, dtype in V2_DTYPES.items()}  # encode_v2, per output
 _KIND_OK = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 
 
@@ -233,10 +234,7 @@ def _requested_outputs(header: dict[str, Any], available: tuple[str, ...]
 def v2_datatype(dtype: np.dtype[Any]) -> str:
     if dtype.kind in "OUS":
         return "BYTES"
-    for name, known in V2_DTYPES.items():
-        if known == dtype:
-            return name
-    return "FP64" if dtype.kind == "f" else "INT64"
+    return _V2_NAMES.get(dtype) or ("FP64" if dtype.kind == "f" else "INT64")
 
 
 def encode_v2(model: str, version: int, request: V2Request,

@@ -35,6 +35,7 @@ from app.inference.middleware import (
 
 log = logging.getLogger(__name__)
 _HEADER_LENGTH = "inference-header-content-length"
+_HEADER_LENGTH_BYTES = _HEADER_LENGTH.encode()
 
 
 class ClientGone(Exception):
@@ -94,7 +95,7 @@ class PredictionRoutes:
                 results["predict_proba"] = probabilities
             payload, json_size = encode_v2(name, model.version, request, results)
             extra = None if json_size is None else \
-                [(_HEADER_LENGTH.encode(), str(json_size).encode())]
+                [(_HEADER_LENGTH_BYTES, str(json_size).encode())]
         model.metrics.observe(protocol, time.perf_counter() - started)
         content_type = b"application/json" if extra is None else b"application/octet-stream"
         await send_body(send, 200, payload, content_type, extra)

@@ -31,10 +31,10 @@ _SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff")]
 
 
 def headers_of(scope: Scope) -> dict[str, str]:
-    """Request headers as a dict of lower-case names (ASGI servers send them lower-cased)."""
+    """Request headers as a dict of lower-case names (ASGI requires servers to lower-case them)."""
     found: dict[str, str] | None = scope.get(HEADERS_KEY)
     if found is None:
-        found = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        found = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         scope[HEADERS_KEY] = found
     return found
 
