@@ -54,8 +54,28 @@ def test_cross_site_prediction_posts_are_refused(client: AppClient) -> None:
     assert r.status_code == 403
     r = client.post(PREDICT[0], json=PREDICT[1], headers={"sec-fetch-site": "cross-site"})
     assert r.status_code == 403
+    r = client.post(PREDICT[0], json=PREDICT[1], headers={"origin": "null"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     r = client.post(PREDICT[0], json=PREDICT[1], headers={"origin": "http://localhost:3000"})
     assert r.status_code == 200
+
+
+def test_no_cors_headers(client: AppClient) -> None:
+    preflight = client.request("OPTIONS", PREDICT[0], headers={
+        "origin": "https://evil.example", "access-control-request-method": "POST"})
+    r = client.post(PREDICT[0], json=PREDICT[1], headers={"origin": "http://localhost:3000"})
+    for response in (preflight, r):
+        assert "access-control-allow-origin" not in response.headers
+
+
+def test_a_remote_bind_makes_predictions_need_the_token(settings: Settings,
+                                                       iris_store: Store) -> None:
+    app = create_app(settings.replace(host="0.0.0.0", allow_remote=True), iris_store)
+    with AppClient(app) as c:
+        assert c.get("/v2/health/ready").status_code == 200
+        r = c.post(PREDICT[0], json=PREDICT[1])
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert c.post(PREDICT[0], json=PREDICT[1], headers=AUTH).status_code == 200
 
 
 def test_auth_all_needs_the_token_except_on_health(settings: Settings, iris_store: Store) -> None:

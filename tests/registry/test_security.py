@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -12,7 +13,8 @@ from flask.testing import FlaskClient
 from app.config import Settings
 from app.registry.app import create_app
 from app.security import load_or_create_token
-from tests.registry.conftest import AUTH, error_code
+from tests.models import write_skops
+from tests.registry.conftest import AUTH, error_code, registry_app, upload
 
 
 def test_writes_need_the_token(client: FlaskClient) -> None:
@@ -114,3 +116,37 @@ def test_an_unexpected_failure_is_a_json_500_with_nothing_internal(
     assert r.status_code == 500 and error_code(r) == "internal_error"
     assert str(settings.home) not in r.text and "Traceback" not in r.text
     assert "RuntimeError" not in r.text
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_cross_site_writes_of_every_method_are_403(client: FlaskClient, method: str) -> None:
+    assert client.post("/api/v1/models", json={"name": "m"}, headers=AUTH).status_code == 201
+    path = {"PUT": "/api/v1/models/m/aliases/production", "PATCH": "/api/v1/models/m",
+            "DELETE": "/api/v1/models/m"}[method]
+    r = client.open(path, method=method, json={"version": 1, "description": "x"},
+                    headers={**AUTH, "Origin": "https://evil.example"})
+    assert r.status_code == 403 and error_code(r) == "forbidden"
+    assert client.get("/api/v1/models/m").status_code == 200
+
+
+def test_a_remote_bind_makes_every_route_but_health_need_the_token(settings: Settings) -> None:
+    remote = settings.replace(host="0.0.0.0", allow_remote=True)
+    with registry_app(remote) as app:
+        client = app.test_client()
+        assert client.get("/api/v1/health").status_code == 200
+        r = client.get("/api/v1/models")
+        assert r.status_code == 401 and error_code(r) == "unauthorized"
+        assert client.get("/api/v1/models", headers=AUTH).status_code == 200
+
+
+def test_a_client_filename_never_becomes_a_path(client: FlaskClient, settings: Settings,
+                                                tmp_path: Path) -> None:
+    model = write_skops(tmp_path / "iris.skops")
+    r = upload(client, "trav", model, filename="../../../../tmp/pwn.skops")
+    assert r.status_code == 201, r.get_json()
+    stored = [p for p in settings.paths.blobs.rglob("*") if p.is_file()]
+    assert [p.name for p in stored] == [r.get_json()["sha256"]]
+    assert not (settings.home.parent / "pwn.skops").exists() and not Path("/tmp/pwn.skops").exists()
+    with client.get("/api/v1/models/trav/versions/1/artifact") as artifact:
+        disposition = artifact.headers["Content-Disposition"]
+    assert ".." not in disposition and "/" not in disposition.split("filename=")[-1]
