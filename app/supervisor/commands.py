@@ -209,13 +209,13 @@ def _wait_for_server_file(settings: Settings, pid: int | None,
 
 def run_stop(settings: Settings) -> int:
     pid = holder(settings.home)
-    if pid is None:
-        print(f"ModelDepot is not running on the data dir {settings.home}.")
-        return 0
     if pid == 0:  # the lock is held but the pid not yet written: a supervisor starting up
         time.sleep(0.5)
-        pid = holder(settings.home) or 0
-    if pid <= 0:
+        pid = holder(settings.home)
+    if pid is None:  # (also when it stopped in the meantime)
+        print(f"ModelDepot is not running on the data dir {settings.home}.")
+        return 0
+    if pid == 0:
         raise ModelDepotError("ModelDepot is starting on this data dir; try again in a moment.")
     try:
         # Windows: SIGTERM ends the process at once (TerminateProcess), so no graceful stop there.
