@@ -1,13 +1,13 @@
 """What the registry does when a version becomes ready, whoever made it.
 
-`on_version_ready(store, runner, version)` is called once for every version that reaches
+`version_ready(store, runner, version)` is called once for every version that reaches
 `ready` through the registry: an upload (versions_api, after `Store.add_version` returned) or a
 training job (the runner, after the job's row says `succeeded`). It runs in the registry process,
 on a request thread or the runner's thread, so it must be quick: heavy work belongs in a job.
 
 It queues the version's ONNX twin build, a `compile` job (app/registry/compile.py); the
-version's twin shows `queued` until the job records its outcome. `version_ready` is what
-callers use: a failing hook is logged and never fails the upload or the job that made the version.
+version's twin shows `queued` until the job records its outcome. A failing hook is logged and
+never fails the upload or the job that made the version.
 """
 
 from __future__ import annotations

@@ -54,12 +54,14 @@ def twin_state(store: Store, version_id: int) -> tuple[str, str | None, dict[str
 
 
 def mark_queued(store: Store, version_id: int) -> bool:
-    """Note that a compile job is on its way; False if the version is gone or needs no twin."""
+    """Note that a compile job is on its way; False if the version is gone, not ready, or
+    needs no twin."""
+    formats = sorted(NEEDS_NO_TWIN)
     with store.db.write() as conn:
         cur = conn.execute(
             "UPDATE versions SET twin_status = 'queued', updated_at = ? WHERE id = ? "
-            "AND status = 'ready' AND format NOT IN ('onnx')",
-            (time.time(), version_id),
+            f"AND status = 'ready' AND format NOT IN ({', '.join('?' * len(formats))})",
+            (time.time(), version_id, *formats),
         )
         if cur.rowcount:
             store._bump(conn)
