@@ -86,7 +86,7 @@ def reconcile(store: Store) -> ReconcileReport:
                 blobs.remove(sha)
                 report.orphans_removed += 1
         if report.changed():
-            conn.execute("UPDATE revision SET value = value + 1 WHERE id = 1")
+            store._bump(conn)
     if report.changed():
         log.info("reconciled data dir: %s", report)
     return report

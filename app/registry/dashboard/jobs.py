@@ -19,9 +19,9 @@ from app.registry.dashboard.web import form_text, go, page
 from app.registry.estimators import ALLOWED, CLASSIFIER
 from app.registry.jobs_api import job_runner, submit_job
 from app.store.datasets import DatasetRecord
+from app.store.jobs import STATUSES
 
 bp = Blueprint("jobs", __name__)
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 PAGE_SIZE = 50
 DEFAULT_ESTIMATOR = "sklearn.ensemble.RandomForestClassifier"
 
