@@ -40,7 +40,8 @@ def validation_message(exc: ValidationError) -> str:
     return " ".join(parts)
 
 
-def parse_model(model: type[M], raw: bytes, what: str = "body") -> M:
+def json_object(raw: bytes, what: str = "body") -> dict[str, Any]:
+    """`raw` parsed as a JSON object: 400 if it is not JSON, 422 if not an object."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -49,10 +50,18 @@ def parse_model(model: type[M], raw: bytes, what: str = "body") -> M:
         ) from exc
     if not isinstance(data, dict):
         raise Unprocessable(f"The {what} must be a JSON object.")
+    return data
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise Unprocessable(validation_message(exc), code="invalid_fields") from exc
+
+
+def parse_model(model: type[M], raw: bytes, what: str = "body") -> M:
+    return validate(model, json_object(raw, what))
 
 
 def json_body(model: type[M]) -> M:

@@ -17,24 +17,24 @@ from typing import Any
 
 from app.registry import compile as twin_compile
 from app.registry import training
-from app.registry.api import parse_model
+from app.registry.api import validate
 from app.registry.train_spec import TrainRequest, validate_train
 from app.store import Store
 
 Worker = Callable[[str, str], None]
-RequestParser = Callable[[Store, bytes], tuple[dict[str, Any], str | None]]
+RequestParser = Callable[[Store, dict[str, Any]], tuple[dict[str, Any], str | None]]
 
 
 @dataclass(frozen=True)
 class JobKind:
     name: str
     worker: Worker  # module level: the spawn pool imports it by name in a fresh process
-    parse_request: RequestParser | None = None  # (store, raw JSON body) -> (spec, model name)
+    parse_request: RequestParser | None = None  # (store, JSON body) -> (spec, model name)
     creates_version: bool = False  # on success, the runner calls hooks.on_version_ready
 
 
-def _parse_train(store: Store, raw: bytes) -> tuple[dict[str, Any], str | None]:
-    return validate_train(store, parse_model(TrainRequest, raw))
+def _parse_train(store: Store, data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    return validate_train(store, validate(TrainRequest, data))
 
 
 KINDS: dict[str, JobKind] = {

@@ -7,12 +7,12 @@ before any row exists, so a refused request leaves nothing behind.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-import orjson
 from flask import Response, request
 
-from app.errors import BadRequest, Unprocessable
-from app.registry.api import ApiBlueprint, json_body_bytes, json_response
+from app.errors import Unprocessable
+from app.registry.api import ApiBlueprint, json_body_bytes, json_object, json_response
 from app.registry.context import registry
 from app.registry.job_schemas import Job, JobLog, JobPage
 from app.registry.libraries import import_model_libraries
@@ -29,16 +29,9 @@ def job_runner() -> JobRunner:
     return registry().runner
 
 
-def submit_job(raw: bytes) -> JobRecord:
-    """Parse, check and queue a job from a JSON body: the path the API and dashboard share."""
+def submit_job(data: dict[str, Any]) -> JobRecord:
+    """Check and queue a job from a JSON object: the path the API and dashboard share."""
     runner = job_runner()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"The body is not valid JSON: {exc.args[0]}.",
-                         code="invalid_json") from exc
-    if not isinstance(data, dict):
-        raise Unprocessable("The body must be a JSON object.")
     kind = data.get("kind")
     job_kind = runner.kinds.get(kind) if isinstance(kind, str) else None
     if job_kind is None or job_kind.parse_request is None:
@@ -49,7 +42,7 @@ def submit_job(raw: bytes) -> JobRecord:
             code="invalid_kind",
         )
     import_model_libraries()  # parsing constructs the estimator: scikit-learn must be imported
-    spec, model = job_kind.parse_request(runner.store, raw)
+    spec, model = job_kind.parse_request(runner.store, data)
     job = runner.submit(job_kind.name, spec, model=model)
     log.info("queued %s job %s for model %s", job.kind, job.id, model)
     return job
@@ -58,7 +51,7 @@ def submit_job(raw: bytes) -> JobRecord:
 @api.route("POST", "/jobs", "Start a training job (202 with the queued job)", body=TrainRequest,
            response=Job, status=202)
 def create_job() -> Response:
-    job = submit_job(json_body_bytes())
+    job = submit_job(json_object(json_body_bytes()))
     return json_response(job.to_dict(), 202, headers={"Location": f"/api/v1/jobs/{job.id}"})
 
 

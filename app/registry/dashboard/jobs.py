@@ -92,7 +92,7 @@ def submit() -> Response:
         dataset = _chosen_dataset()
         if dataset is None:
             raise BadRequest("Choose a dataset first.", code="missing_field")
-        job = submit_job(json.dumps(train_request(dataset, values)).encode())
+        job = submit_job(train_request(dataset, values))
     except ModelDepotError as exc:
         return _render_train(exc.status, error=exc.message, values=values)
     return go(url_for(".show", job_id=job.id), ok=f"Training job queued for {job.model}.")
