@@ -11,7 +11,6 @@ import logging
 
 from flask import Response, request
 
-from app.errors import Unprocessable
 from app.registry.api import ApiBlueprint, json_response
 from app.registry.context import registry
 from app.registry.job_schemas import Dataset, DatasetForm, DatasetPage
@@ -46,12 +45,7 @@ def store_dataset(upload: ReceivedUpload, name: str | None) -> tuple[DatasetReco
 def upload_dataset() -> Response:
     upload = receive_dataset_file()
     try:
-        raw_name = upload.fields.get("name")
-        try:
-            name = raw_name.decode("utf-8") if raw_name is not None else None
-        except UnicodeDecodeError as exc:
-            raise Unprocessable("The name field is not valid UTF-8.") from exc
-        record, created = store_dataset(upload, name)
+        record, created = store_dataset(upload, upload.text("name"))
     finally:
         upload.discard()
     if created:

@@ -37,6 +37,16 @@ class ReceivedUpload:
     def discard(self) -> None:
         self.temp.unlink(missing_ok=True)
 
+    def text(self, name: str) -> str | None:
+        """A text field, stripped; None when absent or blank; 422 when it is not UTF-8."""
+        raw = self.fields.get(name)
+        if raw is None:
+            return None
+        try:
+            return raw.decode("utf-8").strip() or None
+        except UnicodeDecodeError as exc:
+            raise Unprocessable(f"The form field {name!r} is not valid UTF-8.") from exc
+
 
 def boundary_of(content_type: str | None) -> bytes:
     mimetype, options = parse_options_header(content_type or "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.config import Settings
+from app.errors import Unprocessable
 from app.registry.app import create_app
+from app.registry.uploads import ReceivedUpload
 from tests.registry.conftest import AUTH, error_code
 
 CSV = b"a,b,label\n1.5,2,yes\n2.5,3,no\n3.5,4,yes\n4.5,5,no\n"
@@ -59,8 +62,16 @@ def test_upload_show_list_delete(client: FlaskClient) -> None:
 
 
 def test_name_field_names_the_dataset(client: FlaskClient) -> None:
-    response = post_csv(client, CSV, "upload.csv", name="Churn, March")
+    response = post_csv(client, CSV, "upload.csv", name="  Churn, March ")
     assert response.status_code == 201 and response.get_json()["name"] == "Churn, March"
+
+
+def test_a_text_field_is_read_one_way_for_the_api_and_the_dashboard(tmp_path: Path) -> None:
+    upload = ReceivedUpload(tmp_path / "f", "0" * 64, 1, "f.csv",
+                            {"name": b" x ", "blank": b"  ", "bad": b"\xff\xfe"})
+    assert (upload.text("name"), upload.text("blank"), upload.text("absent")) == ("x", None, None)
+    with pytest.raises(Unprocessable, match="'bad' is not valid UTF-8"):
+        upload.text("bad")
 
 
 def test_malformed_csv_is_422_naming_the_line(client: FlaskClient) -> None:

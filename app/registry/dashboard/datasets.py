@@ -14,7 +14,6 @@ from app.errors import ModelDepotError
 from app.registry.context import registry
 from app.registry.dashboard.web import go, page
 from app.registry.datasets_api import receive_dataset_file, store_dataset
-from app.registry.uploads import ReceivedUpload
 
 bp = Blueprint("datasets", __name__)
 PREVIEW_ROWS = 20
@@ -43,22 +42,12 @@ def index() -> Response:
     return _render()
 
 
-def _name(upload: ReceivedUpload) -> str | None:
-    raw = upload.fields.get("name")
-    if raw is None:
-        return None
-    try:
-        return raw.decode("utf-8").strip() or None
-    except UnicodeDecodeError:
-        return None  # the store names it after the file instead
-
-
 @bp.post("/datasets")
 def upload() -> Response:
     try:
         received = receive_dataset_file()
         try:
-            record, created = store_dataset(received, _name(received))
+            record, created = store_dataset(received, received.text("name"))
         finally:
             received.discard()
     except ModelDepotError as exc:

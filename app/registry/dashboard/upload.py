@@ -12,11 +12,10 @@ from typing import cast
 from flask import Blueprint, request, url_for
 from werkzeug.wrappers import Response
 
-from app.errors import BadRequest, ModelDepotError
+from app.errors import ModelDepotError
 from app.registry.context import registry
 from app.registry.dashboard.web import go, logged_in, page
 from app.registry.schemas import VersionMetadata
-from app.registry.uploads import ReceivedUpload
 from app.registry.versions_api import receive_model_file, store_upload
 from app.store.names import check_name
 
@@ -30,20 +29,13 @@ def form() -> Response:
                 nav="upload")
 
 
-def _text(upload: ReceivedUpload, name: str) -> str:
-    try:
-        return upload.fields.get(name, b"").decode("utf-8").strip()
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"The form field {name!r} is not valid UTF-8.") from exc
-
-
 @bp.post("/upload")
 def submit() -> Response:
     values: dict[str, str] = {}
     try:
         upload = receive_model_file(text_fields=FIELDS)
         try:
-            values = {name: _text(upload, name) for name in FIELDS}
+            values = {name: upload.text(name) or "" for name in FIELDS}
             name = check_name(values["model"])
             meta = VersionMetadata(description=values["description"],
                                    trust=values["trust"] == "on")
