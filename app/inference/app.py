@@ -172,7 +172,7 @@ def _add_routes(app: FastAPI, cache: ModelCache, metrics: InferenceMetrics) -> N
         sig = model.signature
         return JSON({
             "model": name, "version": model.version, "format": model.record.format,
-            "signature": sig.to_dict() if hasattr(sig, "to_dict") else model.record.signature,
+            "signature": sig.to_dict() if sig is not None else model.record.signature,
             "outputs": list(model.outputs),
             "engine": model.engine,
             "failures": [f.to_dict() for f in cache.failures(name)],

@@ -165,9 +165,9 @@ class ModelCache:
             on_batch=metrics.batch.observe,
         )
         model = LoadedModel(
-            name=record.model, version=record.version, record=record, predictor=predictor,
+            name=record.model, version=record.version, record=record,
             signature=signature, spec=InputSpec.from_signature(signature, settings.max_batch_rows),
-            outputs=outputs_of(predictor, signature), platform=platform_of(record.format),
+            outputs=outputs_of(predictor), platform=platform_of(record.format),
             memory=prepared.memory, batcher=batcher, metrics=metrics,
             twin_key=prepared.twin_key, engine=prepared.engine,
         )

@@ -86,7 +86,6 @@ class LoadedModel:
     name: str
     version: int
     record: VersionRecord
-    predictor: Any
     signature: Any
     spec: InputSpec
     outputs: tuple[str, ...]
@@ -236,7 +235,7 @@ def _signature(record: VersionRecord) -> Any:
         return None
 
 
-def outputs_of(predictor: Any, signature: Any) -> tuple[str, ...]:
+def outputs_of(predictor: Any) -> tuple[str, ...]:
     outputs = ["predict"]
     if getattr(predictor, "has_proba", False):
         outputs.append("predict_proba")
