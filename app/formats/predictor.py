@@ -51,21 +51,11 @@ class SklearnPredictor:
 class OnnxPredictor:
     def __init__(self, model_bytes: bytes, signature: Signature) -> None:
         import numpy as np
-        import onnxruntime as ort
 
-        from app.formats.onnx_format import label_output, proba_output
+        from app.formats.onnx_format import cpu_session, label_output, proba_output
 
         self._np = np
-        options = ort.SessionOptions()
-        # One thread per session: the server runs several models and requests side by side.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(
-                model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise InvalidModelFile("onnxruntime cannot run this ONNX model.") from exc
+        self._session = cpu_session(model_bytes, "this ONNX model")
         self.signature: Signature | None = signature
         self._classes = signature.classes
         self._input = self._session.get_inputs()[0].name

@@ -41,19 +41,11 @@ class TwinPredictor:
     def __init__(self, onnx_bytes: bytes, signature: Signature, *, label_dtype: str | None,
                  label_rule: str | None = None) -> None:
         import numpy as np
-        import onnxruntime as ort
+
+        from app.formats.onnx_format import cpu_session
 
         self._np = np  # held here so that predict, a hot path, imports nothing
-        options = ort.SessionOptions()
-        # One thread per session: the server answers several requests and models side by side,
-        # and a single-row forest takes microseconds, less than waking a second thread would.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(onnx_bytes, sess_options=options,
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise InvalidModelFile("onnxruntime cannot run this twin.") from exc
+        self._session = cpu_session(onnx_bytes, "this twin")
         graph_input = self._session.get_inputs()[0]
         dtype = _INPUT_TYPES.get(_elem_type(graph_input.type))
         if dtype is None:
