@@ -11,7 +11,7 @@ from __future__ import annotations
 from app.formats.convert import convert_pickle_to_skops
 from app.formats.detect import FORMATS
 from app.formats.environment import runtime_environment
-from app.formats.inspection import Inspection, inspect_file
+from app.formats.inspection import Inspection, inspect_file, inspect_upload
 from app.formats.predictor import Predictor, load_predictor
 from app.formats.signature import Signature
 from app.formats.zip_safety import ZipLimits
@@ -24,6 +24,7 @@ __all__ = [
     "ZipLimits",
     "convert_pickle_to_skops",
     "inspect_file",
+    "inspect_upload",
     "load_predictor",
     "runtime_environment",
 ]

@@ -33,6 +33,18 @@ class Inspection:
     environment: dict[str, str]
 
 
+def inspect_upload(
+    path: Path,
+    *,
+    trust: bool,
+    filename: str | None = None,
+    declared_signature: Signature | None = None,
+) -> Inspection:
+    """What every file a client sends goes through (upload, bundle import, mirror): the one
+    entry point, so that where and how a received file is opened is decided in one place."""
+    return inspect_file(path, trust=trust, filename=filename, declared_signature=declared_signature)
+
+
 def inspect_file(
     path: Path,
     *,

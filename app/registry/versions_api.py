@@ -7,7 +7,7 @@ import logging
 from flask import Response, request, send_file
 
 from app.errors import Unauthorized
-from app.formats import Signature, inspect_file
+from app.formats import Signature, inspect_upload
 from app.registry.api import ApiBlueprint, json_body, json_response, parse_model
 from app.registry.context import registry
 from app.registry.hooks import version_ready
@@ -69,7 +69,7 @@ def store_upload(
             "the API token even when other writes don't."
         )
     import_model_libraries()
-    inspection = inspect_file(
+    inspection = inspect_upload(
         upload.temp, trust=meta.trust, filename=upload.filename, declared_signature=declared
     )
     record = reg.store.add_version(

@@ -1,4 +1,5 @@
-"""Which blob digests the database still needs: model files, their ONNX twins and datasets.
+"""Which blob digests the database still needs: model files, the forms they are served from,
+their ONNX twins and datasets.
 
 One place, so deleting and reconciling never disagree about what a blob is for.
 """
@@ -10,6 +11,7 @@ import sqlite3
 _REFERENCES = (
     "SELECT sha256 FROM versions WHERE sha256 = ?",
     "SELECT twin_sha256 FROM versions WHERE twin_sha256 = ?",
+    "SELECT served_sha256 FROM versions WHERE served_sha256 = ?",
     "SELECT id FROM datasets WHERE id = ?",
 )
 
@@ -25,6 +27,7 @@ def referenced_digests(conn: sqlite3.Connection, *, servable_only: bool) -> set[
     rows = conn.execute(
         f"SELECT sha256 FROM versions WHERE sha256 IS NOT NULL{status} "
         "UNION SELECT twin_sha256 FROM versions WHERE twin_sha256 IS NOT NULL "
+        "UNION SELECT served_sha256 FROM versions WHERE served_sha256 IS NOT NULL "
         "UNION SELECT id FROM datasets"
     )
     return {r[0] for r in rows}

@@ -120,4 +120,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE versions ADD COLUMN twin_report TEXT NOT NULL DEFAULT '{}';
     CREATE INDEX versions_by_twin ON versions (twin_sha256)
     """,
+    # 3: the form a version is served from when that is not the uploaded file itself: a pickle is
+    # opened once, in the sandbox, and converted to skops (app/formats/sandbox.py); the original
+    # stays the version's file, for download only.
+    """
+    ALTER TABLE versions ADD COLUMN served_sha256 TEXT;
+    ALTER TABLE versions ADD COLUMN served_format TEXT;
+    ALTER TABLE versions ADD COLUMN served_size INTEGER;
+    CREATE INDEX versions_by_served ON versions (served_sha256)
+    """,
 )
