@@ -373,7 +373,15 @@ def started_without_terminal() -> bool:
     return not (sys.stdin and sys.stdin.isatty()) and not (sys.stdout and sys.stdout.isatty())
 
 
+SANDBOX_CHILD = "sandbox-child"  # internal: app/formats/sandbox.py starts it, never a person
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args_given = sys.argv[1:] if argv is None else list(argv)
+    if args_given[:1] == [SANDBOX_CHILD]:
+        from app.formats.sandbox_child import main as sandbox_child
+
+        return sandbox_child()
     parser = build_parser()
     if argv is None and len(sys.argv) == 1 and started_without_terminal():
         argv = ["serve", "--open"]  # a double-click: there is no terminal to print help to

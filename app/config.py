@@ -128,6 +128,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).", _parse_size
     ),
+    Setting(
+        "sandbox_memory_mb", 4096,
+        "Address space of the process that opens an uploaded model file (docs/security.md).", int,
+    ),
+    Setting("sandbox_seconds", 120, "Longest time an uploaded model file may take to check.", int),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -189,6 +194,8 @@ class Settings:
     twins: bool = True
     pool_size: int = DEFAULT_POOL_SIZE
     max_dataset_bytes: int = 1 << 30
+    sandbox_memory_mb: int = 4096
+    sandbox_seconds: int = 120
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -46,13 +46,13 @@ def convert_pickle_to_skops(src: Path, dst: Path) -> bool:
     except Exception:
         # skops raises TypeError/NotImplementedError/... for objects it cannot represent.
         return False
-    if expected.shape != got.shape or not _equal(expected, got):
+    if expected.shape != got.shape or not same_predictions(expected, got):
         return False
     _write_atomically(Path(dst), data)
     return True
 
 
-def _equal(a: Any, b: Any) -> bool:
+def same_predictions(a: Any, b: Any) -> bool:
     import numpy as np
 
     try:

@@ -23,6 +23,17 @@ _LISTED_GLOBALS = 30
 
 
 @dataclass(frozen=True)
+class ServedForm:
+    """The file a version is served from when that is not the uploaded file: a pickle's skops
+    copy, made in the sandbox. `temp` is a fsynced temp file the store adopts under `sha256`."""
+
+    format: str
+    temp: Path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Inspection:
     format: str
     format_detail: str
@@ -31,18 +42,39 @@ class Inspection:
     requires_trust: bool
     warnings: tuple[str, ...]
     environment: dict[str, str]
+    served: ServedForm | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the sandbox's report (served is the parent's business)."""
+        return {
+            "format": self.format, "format_detail": self.format_detail,
+            "signature": self.signature.to_dict() if self.signature else None,
+            "imported_globals": list(self.imported_globals),
+            "requires_trust": self.requires_trust, "warnings": list(self.warnings),
+            "environment": dict(self.environment),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Inspection:
+        signature = data.get("signature")
+        return cls(
+            format=str(data["format"]), format_detail=str(data["format_detail"]),
+            signature=Signature.from_dict(signature) if signature else None,
+            imported_globals=tuple(str(g) for g in data["imported_globals"]),
+            requires_trust=bool(data["requires_trust"]),
+            warnings=tuple(str(w) for w in data["warnings"]),
+            environment={str(k): str(v) for k, v in data["environment"].items()},
+        )
 
 
-def inspect_upload(
-    path: Path,
-    *,
-    trust: bool,
-    filename: str | None = None,
-    declared_signature: Signature | None = None,
-) -> Inspection:
-    """What every file a client sends goes through (upload, bundle import, mirror): the one
-    entry point, so that where and how a received file is opened is decided in one place."""
-    return inspect_file(path, trust=trust, filename=filename, declared_signature=declared_signature)
+@dataclass(frozen=True)
+class Examined:
+    """An inspection and what it loaded: the estimator (None for ONNX, which is checked without
+    being run), and whether the file is a pickle, served from a skops copy."""
+
+    inspection: Inspection
+    estimator: Any
+    pickled: bool
 
 
 def inspect_file(
@@ -53,7 +85,21 @@ def inspect_file(
     declared_signature: Signature | None = None,
     limits: ZipLimits = ZipLimits(),
 ) -> Inspection:
-    """Detect by content, run the safety checks, derive the signature.
+    """examine_file's inspection, for files this process may open (the sandbox child, and
+    training's own output)."""
+    return examine_file(path, trust=trust, filename=filename,
+                        declared_signature=declared_signature, limits=limits).inspection
+
+
+def examine_file(
+    path: Path,
+    *,
+    trust: bool,
+    filename: str | None = None,
+    declared_signature: Signature | None = None,
+    limits: ZipLimits = ZipLimits(),
+) -> Examined:
+    """Detect by content, run the safety checks, load, derive the signature.
 
     Raises InvalidModelFile (not a model, damaged, name disagrees with content, no predict),
     UnsafeModel (denied imports, untrusted skops types, external ONNX data, hostile zip),
@@ -64,22 +110,25 @@ def inspect_file(
     fmt = detect(path, limits)
     check_extension(filename, fmt)
     if fmt == "onnx":
-        return _inspect_onnx(path, declared_signature)
+        return Examined(_inspect_onnx(path, declared_signature), None, False)
     if fmt == "skops":
         from app.formats.skops_format import load_skops
 
         estimator, record = load_skops(path)
-        return _describe(estimator, record, "skops", "skops", (), declared_signature)
+        inspection = _describe(estimator, record, "skops", "skops", (), declared_signature)
+        return Examined(inspection, estimator, False)
     if fmt == "pickle":
         from app.formats import pickle_format
 
         scanned = pickle_format.scan(path, limits)
         _require_trust(trust, scanned[0].imported_globals, "pickle")
-        estimator, record, scan, detail = pickle_format.load_pickle(path, limits, scanned,
-                                                                    mmap=True)
-        return _describe(
+        # Read whole, not memory-mapped: the sandbox converts it to skops, which must not see
+        # numpy.memmap objects, and a map would hold a descriptor per array.
+        estimator, record, scan, detail = pickle_format.load_pickle(path, limits, scanned)
+        inspection = _describe(
             estimator, record, "pickle", detail, scan.imported_globals, declared_signature
         )
+        return Examined(inspection, estimator, True)
     return _inspect_mlflow(path, trust, declared_signature, limits)
 
 
@@ -94,7 +143,7 @@ def _inspect_onnx(path: Path, declared: Signature | None) -> Inspection:
 
 def _inspect_mlflow(
     path: Path, trust: bool, declared: Signature | None, limits: ZipLimits
-) -> Inspection:
+) -> Examined:
     from app.formats import pickle_format
     from app.formats.mlflow_zip import open_mlflow
     from app.formats.skops_format import load_skops
@@ -121,10 +170,10 @@ def _inspect_mlflow(
         for sentence in mismatch_warnings([manifest_version], installed):
             if sentence not in warnings:
                 warnings.append(sentence)
-    return Inspection(
-        "mlflow", "mlflow-sklearn", inspection.signature, imported,
-        mlflow.serialization != "skops", tuple(warnings), env,
-    )
+    pickled = mlflow.serialization != "skops"
+    return Examined(Inspection(
+        "mlflow", "mlflow-sklearn", inspection.signature, imported, pickled, tuple(warnings), env,
+    ), estimator, pickled)
 
 
 def _require_trust(trust: bool, imported: tuple[str, ...], what: str) -> None:

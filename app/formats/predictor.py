@@ -90,12 +90,15 @@ class OnnxPredictor:
 
 
 def load_predictor(path: Path, format: str, *, signature: Signature | None = None) -> Predictor:
-    """Load a file inspect_file accepted. Pickles are scanned again before they are loaded."""
-    from app.formats import onnx_format, pickle_format, skops_format
+    """Load a stored file a server may open: ONNX, skops, or an MLflow zip holding skops.
+
+    A pickle never: it is opened once, in the sandbox (app/formats/sandbox.py), and its version
+    is served from the skops copy made there (VersionRecord.served_file).
+    """
+    from app.formats import onnx_format, skops_format
     from app.formats.mlflow_zip import open_mlflow
     from app.formats.zip_safety import ZipLimits
 
-    limits = ZipLimits()
     if format == "onnx":
         data = path.read_bytes()
         model = onnx_format.parse(data)
@@ -103,14 +106,13 @@ def load_predictor(path: Path, format: str, *, signature: Signature | None = Non
         return OnnxPredictor(data, signature or onnx_format.onnx_signature(model))
     if format == "skops":
         estimator, _ = skops_format.load_skops(path)
-    elif format == "pickle":
-        estimator, _, _, _ = pickle_format.load_pickle(path, limits)
-    elif format == "mlflow":
-        mlflow = open_mlflow(path, limits)
-        if mlflow.serialization == "skops":
-            estimator, _ = skops_format.load_skops(mlflow.model_bytes)
-        else:
-            estimator, _, _, _ = pickle_format.load_pickle(mlflow.model_bytes, limits)
+    elif format == "mlflow" and (mlflow := open_mlflow(path, ZipLimits())).serialization == "skops":
+        estimator, _ = skops_format.load_skops(mlflow.model_bytes)
+    elif format in ("pickle", "mlflow"):
+        raise InvalidModelFile(
+            "This version is a pickle without the skops copy servers load (it was stored by an "
+            "earlier release); ModelDepot servers never open pickles. Upload it again."
+        )
     else:
         raise InvalidModelFile(f"Unknown model format {format!r}.")
     return SklearnPredictor(estimator, signature or signature_from_estimator(estimator))

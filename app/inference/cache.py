@@ -120,7 +120,7 @@ class ModelCache:
         failure = self._failures.get(record.id)
         if failure is not None:
             assert self.store is not None
-            if FileStamp.of(self.store.blob_path(record)) == failure.stamp:
+            if FileStamp.of(self.store.served_path(record)[0]) == failure.stamp:
                 raise ModelUnavailable(failure.reason)
             del self._failures[record.id]  # the file changed on disk: worth another try
         task = self._loading.get((record.id, twin))
@@ -142,7 +142,7 @@ class ModelCache:
                 report_corrupt(self.settings, record.model, record.version)
             self._failures[record.id] = Failure(
                 record.model, record.version, exc.message,
-                FileStamp.of(self.store.blob_path(record)) if record.sha256 else None,
+                FileStamp.of(self.store.served_path(record)[0]) if record.sha256 else None,
             )
             self._metrics.load_failures.labels(record.model).inc()
             log.error("not serving %s version %d: %s", record.model, record.version, exc.message)

@@ -146,14 +146,14 @@ def load_version(store: Store, record: VersionRecord, loader: Loader, *,
     it does not load or its warm-up predict fails.
     """
     started = time.perf_counter()
-    path = store.blob_path(record)
+    path, expected, fmt = store.served_path(record)
     try:
         actual = file_sha256(path)
     except OSError:
         raise ModelUnavailable(
             f"Version {record.version} of {record.model!r} cannot be served: its file is missing."
         ) from None
-    if actual != record.sha256:
+    if actual != expected:
         raise CorruptModel(
             f"Version {record.version} of {record.model!r} is corrupt: its file's sha256 does not "
             "match the one recorded at upload. It is not served; run `modeldepot doctor`."
@@ -164,7 +164,7 @@ def load_version(store: Store, record: VersionRecord, loader: Loader, *,
         return Prepared(record, twin_predictor, signature, time.perf_counter() - started, twin,
                         "onnxruntime-twin", twin_size)
     try:
-        predictor = loader(path, record.format, signature=signature)
+        predictor = loader(path, fmt, signature=signature)
     except Exception as exc:
         log.warning("loading %s version %d failed: %r", record.model, record.version, exc)
         raise ModelUnavailable(
@@ -175,7 +175,7 @@ def load_version(store: Store, record: VersionRecord, loader: Loader, *,
     warm_up(predictor, signature, record)
     engine = "onnxruntime" if record.format == "onnx" else "scikit-learn"
     return Prepared(record, predictor, signature, time.perf_counter() - started, twin, engine,
-                    record.size or 0)
+                    path.stat().st_size)
 
 
 def _load_twin(store: Store, record: VersionRecord, signature: Any, key: str

@@ -82,12 +82,12 @@ def _build(store: Store, record: VersionRecord) -> tuple[str, dict[str, Any], by
     from app.formats.signature import Signature, signature_from_estimator
     from app.formats.twin_verify import UNSUPPORTED, build_and_verify
 
-    path = store.blob_path(record)
-    if file_sha256(path) != record.sha256:
+    path, digest, fmt = store.served_path(record)
+    if file_sha256(path) != digest:
         return UNSUPPORTED, {"reason": "The model file does not match its sha256."}, None
     declared = Signature.from_dict(record.signature) if record.signature else None
     try:
-        predictor = load_predictor(path, record.format, signature=declared)
+        predictor = load_predictor(path, fmt, signature=declared)
     except ModelDepotError as exc:
         return UNSUPPORTED, {"reason": f"The model could not be loaded: {exc.message}"}, None
     estimator = getattr(predictor, "estimator", None)

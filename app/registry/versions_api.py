@@ -6,12 +6,12 @@ import logging
 
 from flask import Response, request, send_file
 
+from app.config import Settings
 from app.errors import Unauthorized
-from app.formats import Signature, inspect_upload
+from app.formats import SandboxLimits, Signature, inspect_upload
 from app.registry.api import ApiBlueprint, json_body, json_response, parse_model
 from app.registry.context import registry
 from app.registry.hooks import version_ready
-from app.registry.libraries import import_model_libraries
 from app.registry.models_api import query_flag, query_int
 from app.registry.schemas import (
     AliasPut,
@@ -68,9 +68,9 @@ def store_upload(
             "Trusting a pickle means running its code on this machine, so trust=true needs "
             "the API token even when other writes don't."
         )
-    import_model_libraries()
     inspection = inspect_upload(
-        upload.temp, trust=meta.trust, filename=upload.filename, declared_signature=declared
+        upload.temp, trust=meta.trust, filename=upload.filename, declared_signature=declared,
+        receive=reg.store.blobs.receive, limits=sandbox_limits(reg.settings),
     )
     record = reg.store.add_version(
         name,
@@ -89,6 +89,7 @@ def store_upload(
             environment=inspection.environment,
             warnings=inspection.warnings,
             tags=meta.tags,
+            served=inspection.served,
         ),
     )
     log.info("stored %s version %d (%s, %d bytes)", name, record.version, record.format,
@@ -96,6 +97,10 @@ def store_upload(
     version_ready(reg.store, reg.runner, record)
     # Read again: the hook may have queued the twin build, and the answer should say so.
     return reg.store.get_version(name, record.version)
+
+
+def sandbox_limits(settings: Settings) -> SandboxLimits:
+    return SandboxLimits(settings.sandbox_memory_mb, settings.sandbox_seconds)
 
 
 @api.route("GET", "/models/<name>/versions", "List a model's versions, newest first",

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from app.config import Paths
 from app.errors import BadRequest, Conflict, NotFound
@@ -40,6 +40,20 @@ _VERSION_SELECT = """
 """
 
 
+class ServedFile(Protocol):
+    """A fsynced temp file a version is served from instead of its own file (a pickle's skops
+    copy, app/formats/sandbox.py); adopted with the version, removed if it is not."""
+
+    @property
+    def format(self) -> str: ...
+    @property
+    def temp(self) -> Path: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class NewVersion:
     """Everything known about a version before its file is placed."""
@@ -56,6 +70,12 @@ class NewVersion:
     warnings: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     dataset_id: str | None = None  # the dataset a training job fitted it on
+    served: ServedFile | None = None
+
+
+def version_files(row: sqlite3.Row) -> set[str]:
+    """The blobs a version row names: its file, its twin and the copy it is served from."""
+    return {row["sha256"], row["twin_sha256"], row["served_sha256"]} - {None}
 
 
 def encode_token(key: Any) -> str:
@@ -261,11 +281,12 @@ class Store:
             digests = {
                 d
                 for r in conn.execute(
-                    "SELECT sha256, twin_sha256 FROM versions WHERE model_id = ?", (model_id,)
+                    "SELECT sha256, twin_sha256, served_sha256 FROM versions WHERE model_id = ?",
+                    (model_id,),
                 )
                 for d in r
                 if d is not None
-            }  # model files and their ONNX twins
+            }  # model files, their ONNX twins and the copies they are served from
             conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
             trashed = self._trash_unreferenced(conn, digests)
             self._bump(conn)
@@ -283,6 +304,7 @@ class Store:
         """
         check_name(model)
         now = time.time()
+        served = new.served
         try:
             with self.db.write() as conn:
                 model_id = self._model_id(conn, model, missing_ok=True)
@@ -296,8 +318,9 @@ class Store:
                 cur = conn.execute(
                     "INSERT INTO versions (model_id, version, status, format, format_detail, "
                     "sha256, size, signature, metrics, params, description, source, "
-                    "imported_globals, environment, warnings, created_at, updated_at, dataset_id) "
-                    "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "imported_globals, environment, warnings, created_at, updated_at, "
+                    "dataset_id, served_format, served_sha256, served_size) "
+                    f"VALUES (?, ?, 'pending', {', '.join('?' * 18)})",
                     (
                         model_id,
                         number,
@@ -316,6 +339,9 @@ class Store:
                         now,
                         now,
                         new.dataset_id,
+                        served.format if served else None,
+                        served.sha256 if served else None,
+                        served.size if served else None,
                     ),
                 )
                 version_id = int(cur.lastrowid or 0)
@@ -327,6 +353,8 @@ class Store:
             try:
                 with self.db.write() as conn:
                     self.blobs.adopt(temp, sha256)
+                    if served is not None:
+                        self.blobs.adopt(served.temp, served.sha256)
                     conn.execute(
                         "UPDATE versions SET status = 'ready', updated_at = ? WHERE id = ?",
                         (time.time(), version_id),
@@ -339,6 +367,8 @@ class Store:
                 raise
         finally:
             temp.unlink(missing_ok=True)
+            if served is not None:
+                served.temp.unlink(missing_ok=True)
         return self.get_version(model, number)
 
     def get_version(self, model: str, ref: str | int) -> VersionRecord:
@@ -457,7 +487,7 @@ class Store:
                     code="has_aliases",
                 )
             conn.execute("DELETE FROM versions WHERE id = ?", (row["id"],))
-            trashed = self._trash_unreferenced(conn, {row["sha256"], row["twin_sha256"]} - {None})
+            trashed = self._trash_unreferenced(conn, version_files(row))
             self._bump(conn)
         return self._empty_trash(trashed)
 
@@ -506,9 +536,18 @@ class Store:
     # -- files ----------------------------------------------------------------------------
 
     def blob_path(self, record: VersionRecord) -> Path:
+        """The version's own file (what was uploaded; what the artifact route sends)."""
         if record.sha256 is None:
             raise NotFound(f"Version {record.version} of {record.model!r} has no file.")
         return self.blobs.path(record.sha256)
+
+    def served_path(self, record: VersionRecord) -> tuple[Path, str, str]:
+        """(path, sha256, format) of the file servers load: a pickle's skops copy, else the
+        version's own file. Servers never open a pickle (docs/security.md)."""
+        digest, fmt = record.served_file
+        if digest is None:
+            raise NotFound(f"Version {record.version} of {record.model!r} has no file.")
+        return self.blobs.path(digest), digest, fmt
 
     def _trash_unreferenced(self, conn: sqlite3.Connection, digests: set[str]) -> list[Path]:
         trashed = []

@@ -47,6 +47,16 @@ class VersionRecord:
     twin_status: str = "none"
     twin_sha256: str | None = None
     twin_report: dict[str, Any] = field(default_factory=dict)
+    served_format: str | None = None
+    served_sha256: str | None = None
+    served_size: int | None = None
+
+    @property
+    def served_file(self) -> tuple[str | None, str]:
+        """(digest, format) of the file servers load: a pickle's skops copy, else the file."""
+        if self.served_sha256 and self.served_format:
+            return self.served_sha256, self.served_format
+        return self.sha256, self.format
 
     @property
     def twin_enabled(self) -> bool:
@@ -83,6 +93,9 @@ class VersionRecord:
             twin_status=row["twin_status"],
             twin_sha256=row["twin_sha256"],
             twin_report=json.loads(row["twin_report"] or "{}"),
+            served_format=row["served_format"],
+            served_sha256=row["served_sha256"],
+            served_size=row["served_size"],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +121,8 @@ class VersionRecord:
             "dataset_id": self.dataset_id,
             "twin": {"status": self.twin_status, "sha256": self.twin_sha256,
                      "enabled": self.twin_enabled, "report": self.twin_report},
+            "served": {"format": self.served_format, "sha256": self.served_sha256,
+                       "size": self.served_size} if self.served_sha256 else None,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }

@@ -127,3 +127,17 @@ def zipped(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return buf.getvalue()
+
+
+def served_predictor(path: Path, tmp_path: Path) -> Any:
+    """What a server loads for a trusted pickle (or pickled MLflow model): the skops copy the
+    sandbox makes, made here in-process by the same functions the sandbox child runs."""
+    from app.formats import load_predictor
+    from app.formats.inspection import examine_file
+    from app.formats.sandbox_child import convert
+
+    examined = examine_file(path, trust=True)
+    assert examined.pickled
+    served = tmp_path / f"{path.name}.served.skops"
+    served.write_bytes(convert(examined))
+    return load_predictor(served, "skops", signature=examined.inspection.signature)

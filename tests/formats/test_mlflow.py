@@ -15,7 +15,7 @@ import skops.io
 
 from app.errors import InvalidModelFile, TrustRequired, Unprocessable, UnsafeModel
 from app.formats import ZipLimits, inspect_file, load_predictor
-from tests.formats.conftest import mlmodel_yaml, write_mlflow, write_zip
+from tests.formats.conftest import mlmodel_yaml, served_predictor, write_mlflow, write_zip
 from tests.formats.test_pickle import OsSystem
 
 
@@ -33,9 +33,11 @@ def test_mlflow_zip(key: str, folder: str, logreg: Any, rows: np.ndarray, tmp_pa
     assert result.signature.feature_names == ("f0", "f1", "f2", "f3")
     assert result.signature.classes == (0, 1, 2)
     assert result.environment == {"python": "3.11.7", "scikit-learn": sklearn.__version__}
-    predictor = load_predictor(path, "mlflow")
+    predictor = served_predictor(path, tmp_path)
     np.testing.assert_array_equal(predictor.predict(rows), logreg.predict(rows))
     np.testing.assert_array_equal(predictor.predict_proba(rows), logreg.predict_proba(rows))
+    with pytest.raises(InvalidModelFile, match="never open pickles"):
+        load_predictor(path, "mlflow")
 
 
 def test_old_pyfunc_only_manifest(linreg: Any, iris: Any, tmp_path: Path) -> None:
@@ -47,7 +49,8 @@ def test_old_pyfunc_only_manifest(linreg: Any, iris: Any, tmp_path: Path) -> Non
     assert (result.signature.n_features, result.signature.feature_names) == (3, None)
     assert result.signature.task == "regression"
     X = iris[0][:5, 1:]
-    np.testing.assert_array_equal(load_predictor(path, "mlflow").predict(X), linreg.predict(X))
+    np.testing.assert_array_equal(served_predictor(path, tmp_path).predict(X),
+                                  linreg.predict(X))
 
 
 def test_skops_serialization(logreg: Any, rows: np.ndarray, tmp_path: Path) -> None:
@@ -106,7 +109,7 @@ def test_hostile_pickle_inside(tmp_path: Path) -> None:
     for trust in (False, True):
         with pytest.raises(UnsafeModel, match="system"):
             inspect_file(path, trust=trust)
-    with pytest.raises(UnsafeModel):
+    with pytest.raises(InvalidModelFile, match="never open pickles"):
         load_predictor(path, "mlflow")
     assert not marker.exists()
 

@@ -16,8 +16,9 @@ import sklearn
 from sklearn.preprocessing import StandardScaler
 
 from app.errors import InvalidModelFile, TrustRequired, UnsafeModel
-from app.formats import inspect_file, load_predictor
+from app.formats import inspect_file, pickle_format
 from app.formats.pickle_format import scan
+from tests.formats.conftest import served_predictor
 
 
 # --- hostile payloads: each would create `marker` if it were ever loaded --------------------
@@ -140,7 +141,7 @@ def test_hostile_pickle_refused_before_anything_runs(
         inspect_file(path, trust=trust, filename="model.joblib")
     assert str(tmp_path) not in info.value.message
     with pytest.raises(UnsafeModel):
-        load_predictor(path, "pickle")
+        pickle_format.load_pickle(path)
     assert not marker.exists()
 
 
@@ -181,7 +182,7 @@ def test_joblib_roundtrip(compress: Any, forest: Any, rows: np.ndarray, tmp_path
     assert result.signature.task == "classification"
     assert result.environment["scikit-learn"] == sklearn.__version__
     assert result.warnings == ()
-    predictor = load_predictor(path, result.format)
+    predictor = served_predictor(path, tmp_path)
     np.testing.assert_array_equal(predictor.predict(rows), forest.predict(rows))
     np.testing.assert_array_equal(predictor.predict_proba(rows), forest.predict_proba(rows))
 
@@ -194,7 +195,7 @@ def test_pickle_protocols(protocol: int, pipeline: Any, rows: np.ndarray, tmp_pa
     assert result.format_detail == "pickle"
     assert "sklearn.pipeline.Pipeline" in result.imported_globals
     assert "sklearn.preprocessing._data.StandardScaler" in result.imported_globals
-    predictor = load_predictor(path, "pickle")
+    predictor = served_predictor(path, tmp_path)
     np.testing.assert_array_equal(predictor.predict(rows), pipeline.predict(rows))
 
 
@@ -206,7 +207,7 @@ def test_regression_pickle(linreg: Any, iris: Any, tmp_path: Path) -> None:
     assert result.signature is not None
     assert (result.signature.task, result.signature.classes) == ("regression", None)
     assert result.signature.outputs == ("predict",)
-    predictor = load_predictor(path, "pickle")
+    predictor = served_predictor(path, tmp_path)
     assert not predictor.has_proba
     np.testing.assert_array_equal(predictor.predict(X[:5, 1:]), linreg.predict(X[:5, 1:]))
 
@@ -290,7 +291,7 @@ def test_other_minor_version_warns(logreg: Any, rows: np.ndarray, tmp_path: Path
     result = inspect_file(path, trust=True)
     assert result.environment["scikit-learn"] == other
     assert len(result.warnings) == 1 and other in result.warnings[0]
-    predictor = load_predictor(path, "pickle")  # loads despite warnings-as-errors
+    predictor = served_predictor(path, tmp_path)  # loads despite warnings-as-errors
     np.testing.assert_array_equal(predictor.predict(rows), logreg.predict(rows))
 
 
@@ -331,7 +332,8 @@ def test_numpy_random_state_is_accepted(iris: Any, rows: np.ndarray, tmp_path: P
     joblib.dump(model, path)
     result = inspect_file(path, trust=True)
     assert "numpy.random._pickle.__randomstate_ctor" in result.imported_globals
-    np.testing.assert_array_equal(load_predictor(path, "pickle").predict(rows), model.predict(rows))
+    np.testing.assert_array_equal(served_predictor(path, tmp_path).predict(rows),
+                                  model.predict(rows))
 
 
 @pytest.mark.parametrize("name", ["__builtins__", "__loader__", "__getattr__", "__import__"])
