@@ -94,7 +94,7 @@ class SecurityMiddleware:
             return
         path = scope["path"]
         try:
-            # A prediction changes nothing: under auth=writes it needs no token, as API.md
+            # A prediction changes nothing: under auth=writes it needs no token, as docs/api.md
             # says; it is still a POST, so the Host and Origin checks stay.
             self.policy.check(scope["method"], headers_of(scope), public=is_public(path),
                               read_only=match(path) is not None)
