@@ -110,8 +110,9 @@ def load_predictor(path: Path, format: str, *, signature: Signature | None = Non
         estimator, _ = skops_format.load_skops(mlflow.model_bytes)
     elif format in ("pickle", "mlflow"):
         raise InvalidModelFile(
-            "This version is a pickle without the skops copy servers load (it was stored by an "
-            "earlier release); ModelDepot servers never open pickles. Upload it again."
+            "This version is a pickle without the skops copy servers load (an earlier release "
+            "stored it; the registry makes the copy at start), and ModelDepot servers never open "
+            "pickles. If this persists, the registry log says why; upload the model again."
         )
     else:
         raise InvalidModelFile(f"Unknown model format {format!r}.")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import ServiceUnavailable
+from app.errors import ModelDepotError, ServiceUnavailable
 from app.inference.batching import MicroBatcher
 from app.inference.codecs import v2_datatype
 from app.inference.inputs import InputSpec
@@ -165,6 +165,11 @@ def load_version(store: Store, record: VersionRecord, loader: Loader, *,
                         "onnxruntime-twin", twin_size)
     try:
         predictor = loader(path, fmt, signature=signature)
+    except ModelDepotError as exc:  # our own sentences: they name no path
+        log.warning("loading %s version %d failed: %s", record.model, record.version, exc.message)
+        raise ModelUnavailable(
+            f"Version {record.version} of {record.model!r} cannot be served: {exc.message}"
+        ) from None
     except Exception as exc:
         log.warning("loading %s version %d failed: %r", record.model, record.version, exc)
         raise ModelUnavailable(

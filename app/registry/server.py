@@ -54,6 +54,7 @@ def serve_registry(settings: Settings) -> None:
     import waitress
 
     from app.registry.app import create_app
+    from app.registry.legacy import start_converting
 
     sock = bind_socket(settings.host, settings.registry_port, "registry_port")
     store = Store(settings.paths)
@@ -63,6 +64,7 @@ def serve_registry(settings: Settings) -> None:
     _exit_on_sigterm()
     runner = app.extensions["modeldepot"].runner
     runner.resume()  # jobs a stopped registry left queued or running
+    start_converting(store, settings)  # pickles an earlier release stored (app/registry/legacy.py)
     log.info("registry listening on http://%s:%d (data dir %s)", host, port, settings.home)
     try:
         waitress.serve(

@@ -491,6 +491,36 @@ class Store:
             self._bump(conn)
         return self._empty_trash(trashed)
 
+    def unconverted_pickles(self) -> list[VersionRecord]:
+        """Ready pickle versions (plain or inside an MLflow zip) an earlier release stored
+        without the skops copy servers load."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                _VERSION_SELECT + " WHERE v.status = 'ready' AND v.served_sha256 IS NULL AND "
+                "(v.format = 'pickle' OR (v.format = 'mlflow' AND v.imported_globals != '[]')) "
+                "ORDER BY v.id"
+            ).fetchall()
+        return [VersionRecord.from_row(row, {}, []) for row in rows]
+
+    def set_served(self, version_id: int, served: ServedFile) -> bool:
+        """Place a version's served copy and record it; False (copy discarded) if the version is
+        gone. The temp file is consumed either way."""
+        try:
+            with self.db.write() as conn:
+                if conn.execute("SELECT 1 FROM versions WHERE id = ?", (version_id,)).fetchone() \
+                        is None:
+                    return False
+                self.blobs.adopt(served.temp, served.sha256)
+                conn.execute(
+                    "UPDATE versions SET served_format = ?, served_sha256 = ?, served_size = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    (served.format, served.sha256, served.size, time.time(), version_id),
+                )
+                self._bump(conn)
+            return True
+        finally:
+            served.temp.unlink(missing_ok=True)
+
     def set_status(self, version_id: int, status: str, message: str = "") -> None:
         with self.db.write() as conn:
             conn.execute(
