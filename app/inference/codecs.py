@@ -1,8 +1,8 @@
 """Request bodies to input matrices and predictions to response bodies, for /v1 and /v2.
 
-/v1 is the simple JSON of docs/api.md (`instances`, `dataframe_split`, `dataframe_records`, `inputs`,
-`proba`); /v2 is the Open Inference Protocol's tensor JSON, with Triton's binary tensor extension
-(a JSON header of `Inference-Header-Content-Length` bytes followed by raw tensors), which
+/v1 is the simple JSON of docs/api.md (`instances`, `dataframe_split`, `dataframe_records`,
+`inputs`, `proba`); /v2 is the Open Inference Protocol's tensor JSON, with Triton's binary tensor
+extension (a JSON header of `Inference-Header-Content-Length` bytes followed by raw tensors), which
 tritonclient uses by default.
 """
 

@@ -1,9 +1,9 @@
 """Tell the registry that a version's file failed its sha256 check when it was loaded.
 
 docs/api.md: "a mismatch marks the version `corrupt`". The inference server never writes to the
-store (docs/architecture.md), so it asks the registry, which hashes the file itself (`POST .../verify`):
-a report that is wrong, or arrives twice, changes nothing. Best effort, off the event loop: if
-the registry is down, `modeldepot doctor` (and the next load) will find the file again.
+store (docs/architecture.md), so it asks the registry, which hashes the file itself (`POST
+.../verify`): a report that is wrong, or arrives twice, changes nothing. Best effort, off the event
+loop: if the registry is down, `modeldepot doctor` (and the next load) will find the file again.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Training, as it runs in a pool worker: load, split, fit in chunks, evaluate, save.
 
 `run(job_id, home)` is the worker function the pool calls: module level, plain arguments, so a
-spawned process can import it by name (docs/architecture.md: everything that crosses a process boundary is a
-top-level function taking plain data). Each step reports progress first, and a cancel takes
-effect there. Estimators that grow with `warm_start` (forests, boosting) are fitted in chunks,
+spawned process can import it by name (docs/architecture.md: everything that crosses a process
+boundary is a top-level function taking plain data). Each step reports progress first, and a cancel
+takes effect there. Estimators that grow with `warm_start` (forests, boosting) are fitted in chunks,
 so fitting reports real progress and a cancel does not wait for the whole fit.
 
 The trained model is saved as skops and goes through the upload path: `inspect_file` (the same

@@ -69,3 +69,19 @@ def error_code(response: Any) -> str:
     assert set(body["error"]) == {"code", "message"}, body
     assert body["error"]["message"]
     return str(body["error"]["code"])
+
+
+def assert_serves_iris(settings: Settings, store: Any) -> None:
+    """A fresh inference server over `store` predicts like tests.models.iris_model."""
+    import numpy as np
+
+    from app.inference.app import create_app as create_inference
+    from tests.inference.conftest import AppClient
+    from tests.models import iris_model, iris_rows
+
+    with AppClient(create_inference(settings, store)) as inference:
+        answer = inference.post("/v1/models/iris/predict",
+                                json={"instances": iris_rows().tolist()})
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_array_equal(answer.json()["predictions"],
+                                      iris_model().predict(iris_rows()))

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from app.config import Settings
 from app.inference.app import create_app as create_inference
 from app.registry.legacy import convert_legacy_pickles
 from app.store import NewVersion, Store
 from app.store.blobs import file_sha256
 from tests.inference.conftest import AppClient
-from tests.models import iris_model, iris_rows, write_joblib
+from tests.models import iris_rows, write_joblib
+from tests.registry.conftest import assert_serves_iris
 
 
 def _store_as_an_earlier_release(store: Store, tmp_path: Path) -> int:
@@ -44,12 +43,7 @@ def test_unconverted_pickle_is_converted_then_served(
     assert convert_legacy_pickles(store, settings) == 0  # once
     assert list(settings.paths.tmp.iterdir()) == []
 
-    with AppClient(create_inference(settings, store)) as inference:
-        answer = inference.post("/v1/models/iris/predict",
-                                json={"instances": iris_rows().tolist()})
-        assert answer.status_code == 200, answer.text
-        np.testing.assert_array_equal(answer.json()["predictions"],
-                                      iris_model().predict(iris_rows()))
+    assert_serves_iris(settings, store)
 
 
 def test_deleting_the_version_frees_its_copy(

@@ -10,17 +10,14 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
 from app.config import Settings
 from app.formats import pickle_format
-from app.inference.app import create_app as create_inference
 from app.store import Store
-from tests.inference.conftest import AppClient
-from tests.models import iris_model, iris_rows, write_joblib
-from tests.registry.conftest import AUTH, error_code, upload
+from tests.models import write_joblib
+from tests.registry.conftest import AUTH, assert_serves_iris, error_code, upload
 
 
 @pytest.fixture
@@ -51,12 +48,7 @@ def test_trusted_pickle_upload_is_converted_in_the_sandbox(
 
     store = Store(settings.paths)
     try:
-        with AppClient(create_inference(settings, store)) as inference:
-            answer = inference.post("/v1/models/iris/predict",
-                                    json={"instances": iris_rows().tolist()})
-            assert answer.status_code == 200, answer.text
-            np.testing.assert_array_equal(answer.json()["predictions"],
-                                          iris_model().predict(iris_rows()))
+        assert_serves_iris(settings, store)
     finally:
         store.close()
 
