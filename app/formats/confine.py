@@ -20,14 +20,19 @@ import ctypes
 import errno
 import os
 import platform
+import signal
 import struct
 import sys
 from dataclasses import dataclass
-from functools import cache
 
-PR_SET_DUMPABLE = 4
-PR_SET_SECCOMP = 22
-PR_SET_NO_NEW_PRIVS = 38
+from app.prctl import (
+    PR_SET_DUMPABLE,
+    PR_SET_NO_NEW_PRIVS,
+    PR_SET_PDEATHSIG,
+    PR_SET_SECCOMP,
+    libc_prctl,
+)
+
 SECCOMP_MODE_FILTER = 2
 
 _RET_ALLOW = 0x7FFF0000
@@ -176,14 +181,12 @@ def build_filter(arch: str, pid: int) -> bytes:
     return prog.assemble()
 
 
-@cache
-def _libc() -> ctypes.CDLL:
-    # The running program's own symbols, libc's among them: find_library would start ldconfig.
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _prctl(option: int, arg: int | ctypes.c_void_p) -> None:
-    if _libc().prctl(option, arg, 0, 0, 0) != 0:
+def _prctl(option: int, *args: object) -> None:
+    prctl = libc_prctl()
+    if prctl is None:
+        raise OSError(errno.ENOSYS, "prctl is not available")
+    padded = (list(args) + [0, 0, 0, 0])[:4]
+    if prctl(option, *padded) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl({option}) failed: {os.strerror(err)}")
 
@@ -193,21 +196,17 @@ def seccomp_supported() -> bool:
 
 
 def _set_filter(program: bytes) -> None:
-    count = len(program) // 8
     buffer = ctypes.create_string_buffer(program, len(program))
 
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    fprog = SockFprog(count, ctypes.addressof(buffer))
-    if _libc().prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"installing the seccomp filter failed: {os.strerror(err)}")
+    _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(
+        SockFprog(len(program) // 8, ctypes.addressof(buffer))))
 
 
 def set_limits(limits: Limits) -> None:
     import resource
-    import signal
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past RLIMIT_FSIZE fails with EFBIG
     for which, value in (
@@ -226,10 +225,11 @@ def confine(limits: Limits) -> bool:
     """Apply the limits and, where supported, the filter; True when the filter is in place."""
     if sys.platform == "win32":  # pragma: no cover - no rlimits, no seccomp
         return False
-    _libc()  # resolved before the memory limit applies
+    libc_prctl()  # resolved before the memory limit applies
     set_limits(limits)
     if sys.platform != "linux":  # pragma: no cover - macOS: limits only
         return False
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a registry that dies takes its checks along
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     _prctl(PR_SET_DUMPABLE, 0)
     if not seccomp_supported():

@@ -22,8 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from app.config import Settings
+from app.prctl import PR_SET_PDEATHSIG, libc_prctl
 from app.supervisor.notify import NOTIFY_ENV_VARS
-from app.supervisor.parentwatch import PR_SET_PDEATHSIG, SUPERVISOR_PID_ENV, libc_prctl
+from app.supervisor.parentwatch import SUPERVISOR_PID_ENV
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from app.lazy_unpack import stop_unpacking
-from app.supervisor.parentwatch import PR_SET_PDEATHSIG, libc_prctl
+from app.prctl import PR_SET_PDEATHSIG, libc_prctl
 
 log = logging.getLogger(__name__)
 

@@ -12,17 +12,14 @@ nothing.
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 
 from app.config import SUPERVISOR_PID_ENV
 
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 POLL_SECONDS = 0.25  # the orphan must be gone within 2 s of the supervisor
 
 
@@ -85,14 +82,3 @@ def _watch_windows(supervisor: int) -> None:
     if handle:
         kernel32.WaitForSingleObject(handle, infinite)
     os._exit(1)
-
-
-@functools.cache
-def libc_prctl() -> Callable[..., int] | None:
-    """libc's prctl, looked up before any fork: the forked child must not import or load."""
-    import ctypes
-
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None
