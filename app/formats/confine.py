@@ -234,5 +234,28 @@ def confine(limits: Limits) -> bool:
     _prctl(PR_SET_DUMPABLE, 0)
     if not seccomp_supported():
         return False
-    _set_filter(build_filter(platform.machine(), os.getpid()))
+    program = build_filter(platform.machine(), os.getpid())
+    if not _filter_works_here(program):
+        return False
+    _set_filter(program)
     return True
+
+
+def _filter_works_here(program: bytes) -> bool:
+    """Try the filter in a forked probe first. Under a user-mode emulator (qemu-user running an
+    aarch64 build on x86-64) the kernel sees the emulator's architecture, so the filter would
+    kill the process at its next system call; there the child keeps its other limits only."""
+    pid = os.fork()
+    if pid == 0:  # the probe: install, make a system call, report by exit status
+        try:
+            _set_filter(build_filter(platform.machine(), os.getpid()))
+            os.getppid()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    works = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    if not works:
+        print("modeldepot sandbox: the seccomp filter cannot work here (an emulator?); the "
+              "checking process runs with its resource limits only", file=sys.stderr)
+    return works
