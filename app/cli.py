@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,10 +58,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def _run_server(args: argparse.Namespace, role: str, serve: Callable[[Settings], None]) -> int:
     """A child of `serve` (or a server started by hand): log as `role`, die with the supervisor."""
     from app.logs import setup_logging
+    from app.oslimits import raise_open_file_limit
     from app.supervisor.parentwatch import watch_parent
 
     settings = settings_from(args)
     setup_logging(role, settings.log_level, settings.paths.logs)
+    soft, hard = raise_open_file_limit()
+    logging.getLogger(__name__).info("open-file limit %d (hard %d)", soft, hard)
     watch_parent()
     serve(settings)
     return 0
@@ -79,7 +83,10 @@ def cmd_inference(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from app.oslimits import raise_open_file_limit
     from app.supervisor.commands import run_serve
+
+    raise_open_file_limit()  # before any child starts: they inherit it
 
     return run_serve(settings_from(args), open_browser=args.open)
 
