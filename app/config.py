@@ -61,7 +61,7 @@ def _parse_list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def _parse_pool_size(value: str) -> int:
+def _parse_at_least_one(value: str) -> int:
     size = int(value)
     if size < 1:
         raise ValueError("must be at least 1")
@@ -123,10 +123,17 @@ SETTINGS: tuple[Setting, ...] = (
         "pool_size",
         DEFAULT_POOL_SIZE,
         "Training processes run at once; more jobs queue (default: cores minus one, at least one).",
-        _parse_pool_size,
+        _parse_at_least_one,
     ),
     Setting(
         "max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).", _parse_size
+    ),
+    Setting(
+        "max_uploads_in_progress",
+        4,
+        "Uploads (models and datasets) the registry works on at once; one more is refused with "
+        "503 and Retry-After, and the command line sends it again.",
+        _parse_at_least_one,
     ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -189,6 +196,7 @@ class Settings:
     twins: bool = True
     pool_size: int = DEFAULT_POOL_SIZE
     max_dataset_bytes: int = 1 << 30
+    max_uploads_in_progress: int = 4
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

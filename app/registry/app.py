@@ -11,6 +11,7 @@ from app import __version__
 from app.config import Settings
 from app.errors import ModelDepotError
 from app.registry import dashboard, models_api, versions_api
+from app.registry.admission import UploadSlots
 from app.registry.api import ApiBlueprint, json_response, openapi_document
 from app.registry.context import Registry
 from app.registry.datasets_api import api as datasets_routes
@@ -55,7 +56,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     policy = SecurityPolicy(token, settings.effective_auth, settings.allowed_hosts)
     # Jobs run on a spawn process pool, built on first use; serve_registry resumes old jobs.
     runner = JobRunner(app, store, settings)
-    app.extensions["modeldepot"] = Registry(settings, store, policy, runner)
+    uploads = UploadSlots(settings.max_uploads_in_progress)
+    app.extensions["modeldepot"] = Registry(settings, store, policy, runner, uploads)
 
     @app.before_request
     def check_security() -> None:
@@ -75,7 +77,10 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
     @app.errorhandler(ModelDepotError)
     def on_error(exc: ModelDepotError) -> Response:
-        return json_response(exc.to_dict(), exc.status)
+        response = json_response(exc.to_dict(), exc.status)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException) -> Response:
