@@ -12,6 +12,7 @@ look the model up in a dict, batch, answer with orjson bytes. Every other path g
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -141,8 +142,19 @@ def _parse_json(body: bytes) -> object:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise BadRequest("The body is not valid JSON (or holds NaN or infinite numbers, which "
-                         "JSON cannot carry).", code="invalid_json") from None
+        pass
+    # orjson refuses numbers a float64 cannot hold (1e400) and integers past 64 bits, which JSON
+    # allows: read them (as inf, or as Python ints) so the input check names the cell. Only on
+    # this error path; NaN and Infinity, which JSON does not allow, stay refused.
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise BadRequest("The body is not valid JSON (or holds NaN or Infinity, which JSON "
+                         "cannot carry).", code="invalid_json") from None
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
