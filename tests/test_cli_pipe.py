@@ -1,4 +1,4 @@
-"""`modeldepot models show x | head`: a reader that closes the pipe early ends the command quietly."""
+"""`modeldepot models show x | head`: a reader that closes the pipe ends the command quietly."""
 
 from __future__ import annotations
 
