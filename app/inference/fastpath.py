@@ -33,6 +33,7 @@ from app.inference.middleware import (
     send_body,
     send_error,
 )
+from app.resources import resource_error
 
 log = logging.getLogger(__name__)
 _HEADER_LENGTH = "inference-header-content-length"
@@ -63,9 +64,16 @@ class PredictionRoutes:
         except ClientGone:
             return
         except ModelDepotError as exc:
+            exc = resource_error(exc) or exc
             self.metrics.error(protocol, exc.status)
             await send_error(send, scope["path"], exc)
-        except Exception:
+        except Exception as exc:
+            shortage = resource_error(exc)
+            if shortage is not None:
+                log.warning("prediction on %s: %s", scope["path"], exc)
+                self.metrics.error(protocol, shortage.status)
+                await send_error(send, scope["path"], shortage)
+                return
             log.exception("prediction failed on %s", scope["path"])
             self.metrics.error(protocol, 500)
             await send_error(send, scope["path"], ModelDepotError(

@@ -18,6 +18,7 @@ from app.registry.datasets_api import api as datasets_routes
 from app.registry.jobs_api import api as jobs_routes
 from app.registry.runner import JobRunner
 from app.registry.schemas import Health
+from app.resources import resource_error
 from app.security import SecurityPolicy, api_token
 from app.store import Store
 
@@ -77,6 +78,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
     @app.errorhandler(ModelDepotError)
     def on_error(exc: ModelDepotError) -> Response:
+        exc = resource_error(exc) or exc  # never blame the client for the OS's shortage
         response = json_response(exc.to_dict(), exc.status)
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
@@ -94,6 +96,10 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def on_crash(exc: Exception) -> Response:
+        shortage = resource_error(exc)
+        if shortage is not None:
+            log.warning("%s %s: %s", request.method, request.path, exc)
+            return on_error(shortage)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response(
             {"error": {"code": "internal_error",
