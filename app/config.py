@@ -113,6 +113,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache_memory_mb", 2048, "Memory budget of loaded models; least used go first.", int),
     Setting("poll_interval_ms", 200, "How often inference checks the store for changes.", int),
     Setting(
+        "request_timeout_s",
+        30,
+        "Seconds a client of the inference server has to send a whole request (from connecting, "
+        "or from a later request's first byte); idle or slower connections are closed.",
+        _parse_at_least_one,
+    ),
+    Setting(
         "twins",
         True,
         "Build verified ONNX twins of scikit-learn models and serve through "
@@ -193,6 +200,7 @@ class Settings:
     max_request_bytes: int = 32 << 20
     cache_memory_mb: int = 2048
     poll_interval_ms: int = 200
+    request_timeout_s: int = 30
     twins: bool = True
     pool_size: int = DEFAULT_POOL_SIZE
     max_dataset_bytes: int = 1 << 30
