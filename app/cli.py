@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,10 +59,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def _run_server(args: argparse.Namespace, role: str, serve: Callable[[Settings], None]) -> int:
     """A child of `serve` (or a server started by hand): log as `role`, die with the supervisor."""
     from app.logs import setup_logging
+    from app.oslimits import raise_open_file_limit
     from app.supervisor.parentwatch import watch_parent
 
     settings = settings_from(args)
     setup_logging(role, settings.log_level, settings.paths.logs)
+    soft, hard = raise_open_file_limit()
+    logging.getLogger(__name__).info("open-file limit %d (hard %d)", soft, hard)
     watch_parent()
     serve(settings)
     return 0
@@ -79,7 +84,10 @@ def cmd_inference(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from app.oslimits import raise_open_file_limit
     from app.supervisor.commands import run_serve
+
+    raise_open_file_limit()  # before any child starts: they inherit it
 
     return run_serve(settings_from(args), open_browser=args.open)
 
@@ -390,9 +398,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except ModelDepotError as exc:
         print(f"modeldepot: {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_gone() -> int:
+    """`modeldepot models show x | head`: head has read enough and closed the pipe. End quietly
+    with the status of a process killed by SIGPIPE, as other command-line tools do; stdout now
+    points at the null device so the interpreter's final flush has nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141

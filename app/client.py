@@ -2,14 +2,21 @@
 
 Uploads stream from disk: the multipart body yields the model file in chunks, so pushing a
 1 GB model never holds it in memory.
+
+A busy registry refuses an upload with 503 and Retry-After before doing anything with it
+(app/registry/admission.py); the client then waits (at least what the server asked, doubling,
+with random jitter so many clients do not come back in step) and sends it again.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import random
 import secrets
-from collections.abc import Iterable, Iterator
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +24,35 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from app.errors import ModelDepotError
 
+RETRIES = 8  # refusals in a row before giving up: about two minutes of waiting in all
+BACKOFF_BASE, BACKOFF_CAP = 1.0, 30.0
+
 
 class ClientError(ModelDepotError):
     """The server answered with an error, or could not be reached."""
+
+
+def retry_delay(attempt: int, retry_after: float | None) -> float:
+    """Seconds to wait before sending a refused request again (attempt counts from 0)."""
+    backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+    return max(backoff, retry_after or 0.0) * random.uniform(1.0, 1.5)
+
+
+def _retry_after(response: http.client.HTTPResponse) -> float | None:
+    """The Retry-After of a 503 (seconds), or None when the answer is not a retryable refusal."""
+    if response.status != 503:
+        return None
+    value = response.getheader("Retry-After")
+    if value is None:
+        return None
+    try:
+        return min(BACKOFF_CAP, max(0.0, float(value)))
+    except ValueError:
+        return None
+
+
+def _notice(message: str) -> None:
+    print(f"modeldepot: {message}", file=sys.stderr)
 
 
 class MultipartBody:
@@ -63,6 +96,7 @@ class Client:
     base_url: str
     token: str | None = None
     timeout: float = 600.0
+    notice: Callable[[str], None] = _notice  # tells the user about a wait before a retry
 
     def request(
         self,
@@ -74,10 +108,6 @@ class Client:
         headers: dict[str, str] | None = None,
         query: dict[str, Any] | None = None,
     ) -> Any:
-        url = urlsplit(self.base_url)
-        conn = http.client.HTTPConnection(
-            url.hostname or "127.0.0.1", url.port, timeout=self.timeout
-        )
         all_headers = {"Accept": "application/json", **(headers or {})}
         if self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"
@@ -86,8 +116,36 @@ class Client:
             all_headers["Content-Type"] = "application/json"
         if query:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None}, doseq=True)
+        # A refusal can be answered by sending the same body again only if it can be re-read.
+        resendable = body is None or isinstance(body, bytes | MultipartBody)
+        for attempt in range(RETRIES + 1):
+            response, raw = self._send(method, path, body, all_headers)
+            retry_after = _retry_after(response)
+            if retry_after is None or not resendable or attempt == RETRIES:
+                break
+            delay = retry_delay(attempt, retry_after)
+            self.notice(f"the server is busy; sending {method} {path.split('?')[0]} again in "
+                        f"{delay:.1f} s")
+            time.sleep(delay)
+        content_type = response.getheader("Content-Type", "")
+        data = json.loads(raw) if raw and content_type.startswith("application/json") else raw
+        if response.status >= 400:
+            message = data.get("error") if isinstance(data, dict) else None
+            if isinstance(message, dict):
+                message = message.get("message")
+            error = ClientError(str(message or f"HTTP {response.status}"))
+            error.status = response.status
+            raise error
+        return data
+
+    def _send(self, method: str, path: str, body: Iterable[bytes] | bytes | None,
+              headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
+        url = urlsplit(self.base_url)
+        conn = http.client.HTTPConnection(
+            url.hostname or "127.0.0.1", url.port, timeout=self.timeout
+        )
         try:
-            conn.request(method, path, body=body, headers=all_headers)
+            conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
             raw = response.read()
         except http.client.HTTPException as exc:  # e.g. the server died mid-answer
@@ -102,16 +160,7 @@ class Client:
             ) from exc
         finally:
             conn.close()
-        content_type = response.getheader("Content-Type", "")
-        data = json.loads(raw) if raw and content_type.startswith("application/json") else raw
-        if response.status >= 400:
-            message = data.get("error") if isinstance(data, dict) else None
-            if isinstance(message, dict):
-                message = message.get("message")
-            error = ClientError(str(message or f"HTTP {response.status}"))
-            error.status = response.status
-            raise error
-        return data
+        return response, raw
 
     def upload(self, model: str, path: Path, metadata: dict[str, Any]) -> Any:
         body = MultipartBody({"metadata": json.dumps(metadata)}, "file", path, path.name)

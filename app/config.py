@@ -61,7 +61,7 @@ def _parse_list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def _parse_pool_size(value: str) -> int:
+def _parse_at_least_one(value: str) -> int:
     size = int(value)
     if size < 1:
         raise ValueError("must be at least 1")
@@ -113,6 +113,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache_memory_mb", 2048, "Memory budget of loaded models; least used go first.", int),
     Setting("poll_interval_ms", 200, "How often inference checks the store for changes.", int),
     Setting(
+        "request_timeout_s",
+        30,
+        "Seconds a client of the inference server has to send a whole request (from connecting, "
+        "or from a later request's first byte); idle or slower connections are closed.",
+        _parse_at_least_one,
+    ),
+    Setting(
         "twins",
         True,
         "Build verified ONNX twins of scikit-learn models and serve through "
@@ -123,7 +130,7 @@ SETTINGS: tuple[Setting, ...] = (
         "pool_size",
         DEFAULT_POOL_SIZE,
         "Training processes run at once; more jobs queue (default: cores minus one, at least one).",
-        _parse_pool_size,
+        _parse_at_least_one,
     ),
     Setting(
         "max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).", _parse_size
@@ -133,6 +140,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Address space of the process that opens an uploaded model file (docs/security.md).", int,
     ),
     Setting("sandbox_seconds", 120, "Longest time an uploaded model file may take to check.", int),
+    Setting(
+        "max_uploads_in_progress",
+        4,
+        "Uploads (models and datasets) the registry works on at once; one more is refused with "
+        "503 and Retry-After, and the command line sends it again.",
+        _parse_at_least_one,
+    ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -191,11 +205,13 @@ class Settings:
     max_request_bytes: int = 32 << 20
     cache_memory_mb: int = 2048
     poll_interval_ms: int = 200
+    request_timeout_s: int = 30
     twins: bool = True
     pool_size: int = DEFAULT_POOL_SIZE
     max_dataset_bytes: int = 1 << 30
     sandbox_memory_mb: int = 4096
     sandbox_seconds: int = 120
+    max_uploads_in_progress: int = 4
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -18,6 +18,9 @@ The store and the format checks raise these without knowing HTTP exists; the sta
     │   ├── UnsafeModel                422 unsafe_model
     │   └── TrustRequired              422 trust_required
     ├── ServiceUnavailable             503 unavailable
+    │   ├── Overloaded                 503 overloaded (with Retry-After)
+    │   └── OutOfResources             503 out_of_descriptors / out_of_memory
+    ├── InsufficientStorage            507 insufficient_storage
     └── StoreError                     500 store_error
         └── SchemaTooNew               500 schema_too_new
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 class ModelDepotError(Exception):
     status: int = 500
     code: str = "internal_error"
+    retry_after: int | None = None  # seconds, sent as the Retry-After header when set
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -98,6 +102,28 @@ class TrustRequired(Unprocessable):
 class ServiceUnavailable(ModelDepotError):
     status = 503
     code = "unavailable"
+
+
+class Overloaded(ServiceUnavailable):
+    """Refused before any work began: the same request may simply be sent again later."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OutOfResources(ServiceUnavailable):
+    """The operating system refused a resource (descriptors, memory): not the client's fault."""
+
+    code = "out_of_resources"
+    retry_after = 5
+
+
+class InsufficientStorage(ModelDepotError):
+    status = 507
+    code = "insufficient_storage"
 
 
 class StoreError(ModelDepotError):

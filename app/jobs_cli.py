@@ -162,10 +162,10 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
-    print(f"{'ID':<34} {'STATUS':<10} {'PROGRESS':>8}  {'MODEL':<24} VERSION")
+    print(f"{'ID':<34} {'KIND':<8} {'STATUS':<10} {'PROGRESS':>8}  {'MODEL':<24} VERSION")
     for j in page["jobs"]:
-        print(f"{j['id']:<34} {j['status']:<10} {j['progress']:>8.0%}  {j['model'] or '-':<24} "
-              f"{j['version'] or '-'}")
+        print(f"{j['id']:<34} {j['kind']:<8} {j['status']:<10} {j['progress']:>8.0%}  "
+              f"{j['model'] or '-':<24} {j['version'] or '-'}")
     return 0
 
 

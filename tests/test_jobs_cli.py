@@ -61,7 +61,9 @@ def test_push_train_wait_and_inspect(registry: Path, tmp_path: Path,
     job_id = done.group(1)
 
     assert main(["jobs", "list", "--status", "succeeded"]) == 0
-    assert job_id in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert listed.split()[:3] == ["ID", "KIND", "STATUS"]
+    assert re.search(rf"^{job_id} +train +succeeded +100%  churn +1$", listed, re.M), listed
     assert main(["jobs", "log", job_id]) == 0
     assert capsys.readouterr().out.rstrip().endswith("Job succeeded.")
     assert main(["jobs", "cancel", job_id]) == 1

@@ -39,6 +39,7 @@ from app.inference.middleware import (
     error_status,
 )
 from app.inference.watcher import StoreWatcher, open_store
+from app.resources import resource_error
 from app.security import SecurityPolicy, api_token
 from app.store import Store
 
@@ -198,9 +199,11 @@ def _add_routes(app: FastAPI, cache: ModelCache, metrics: InferenceMetrics) -> N
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ModelDepotError)
     async def on_error(request: Request, exc: ModelDepotError) -> Response:
+        exc = resource_error(exc) or exc
         path = request.url.path
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return Response(error_body(path, exc), error_status(path, exc),
-                        media_type="application/json")
+                        media_type="application/json", headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -222,6 +225,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> Response:
+        shortage = resource_error(exc)
+        if shortage is not None:
+            return await on_error(request, shortage)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return await on_error(request, ModelDepotError(
             "The inference server hit an internal error; its log has the details."))

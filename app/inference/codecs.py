@@ -8,6 +8,7 @@ tritonclient uses by default.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -158,7 +159,7 @@ def _decode_tensors(
                     from None
         else:
             raise InputError(f"{what} needs data (a flat or nested list).")
-        count = int(np.prod(shape))
+        count = math.prod(shape)  # exact: numpy's int64 product wraps (2**64 -> 0)
         if arr.size != count:
             raise InputError(f"{what} has shape {shape}, which needs {count} values; data has "
                              f"{arr.size}.")

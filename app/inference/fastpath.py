@@ -12,6 +12,7 @@ look the model up in a dict, batch, answer with orjson bytes. Every other path g
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -32,6 +33,7 @@ from app.inference.middleware import (
     send_body,
     send_error,
 )
+from app.resources import resource_error
 
 log = logging.getLogger(__name__)
 _HEADER_LENGTH = "inference-header-content-length"
@@ -62,9 +64,16 @@ class PredictionRoutes:
         except ClientGone:
             return
         except ModelDepotError as exc:
+            exc = resource_error(exc) or exc
             self.metrics.error(protocol, exc.status)
             await send_error(send, scope["path"], exc)
-        except Exception:
+        except Exception as exc:
+            shortage = resource_error(exc)
+            if shortage is not None:
+                log.warning("prediction on %s: %s", scope["path"], exc)
+                self.metrics.error(protocol, shortage.status)
+                await send_error(send, scope["path"], shortage)
+                return
             log.exception("prediction failed on %s", scope["path"])
             self.metrics.error(protocol, 500)
             await send_error(send, scope["path"], ModelDepotError(
@@ -141,8 +150,19 @@ def _parse_json(body: bytes) -> object:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise BadRequest("The body is not valid JSON (or holds NaN or infinite numbers, which "
-                         "JSON cannot carry).", code="invalid_json") from None
+        pass
+    # orjson refuses numbers a float64 cannot hold (1e400) and integers past 64 bits, which JSON
+    # allows: read them (as inf, or as Python ints) so the input check names the cell. Only on
+    # this error path; NaN and Infinity, which JSON does not allow, stay refused.
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise BadRequest("The body is not valid JSON (or holds NaN or Infinity, which JSON "
+                         "cannot carry).", code="invalid_json") from None
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:

@@ -199,14 +199,23 @@ def check_values(arr: np.ndarray, spec: InputSpec, what: str) -> np.ndarray:
     except (OverflowError, ValueError):
         raise InputError(f"{what} holds numbers out of the model's range.") from None
     if out.dtype.kind == "f" and not np.isfinite(out).all():
-        raise InputError(f"{what} holds a value that is not finite (NaN, infinite, or out of "
-                         f"{out.dtype.name} range).")
+        position = int(np.flatnonzero(~np.isfinite(out.reshape(-1)))[0])
+        raise InputError(f"{_cell(arr, spec, what, position)} is not finite (NaN, infinite, or "
+                         f"beyond the range of {out.dtype.name}).")
     return out
+
+
+def _cell(arr: np.ndarray, spec: InputSpec, what: str, position: int) -> str:
+    """`Row r, feature c ('name') of what` for the flat `position` of a (rows, features) array."""
+    width = arr.shape[-1] if arr.ndim >= 2 and arr.shape[-1] else 1
+    row, col = divmod(position, width)
+    name = f" ({spec.feature_names[col]!r})" if spec.feature_names and arr.ndim >= 2 and \
+        col < len(spec.feature_names) else ""
+    return f"Row {row}, feature {col}{name} of {what}"
 
 
 def _first_bad_value(arr: np.ndarray, spec: InputSpec, what: str) -> str:
     flat = arr.reshape(-1)
-    width = arr.shape[-1] if arr.ndim >= 2 and arr.shape[-1] else 1
     for position, value in enumerate(flat.tolist()):
         if isinstance(value, bool) or not isinstance(value, int | float):
             reason = "not a number"
@@ -216,11 +225,8 @@ def _first_bad_value(arr: np.ndarray, spec: InputSpec, what: str) -> str:
             reason = "not finite"
         else:
             continue
-        row, col = divmod(position, width)
-        name = f" ({spec.feature_names[col]!r})" if spec.feature_names and arr.ndim >= 2 and \
-            col < len(spec.feature_names) else ""
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        return f"Row {row}, feature {col}{name} of {what} is {shown}: {reason}."
+        return f"{_cell(arr, spec, what, position)} is {shown}: {reason}."
     return f"{what} must hold only numbers."
 
 

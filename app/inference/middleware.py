@@ -80,7 +80,9 @@ async def send_body(send: Send, status: int, body: bytes, content_type: bytes = 
 
 
 async def send_error(send: Send, path: str, exc: ModelDepotError) -> None:
-    await send_body(send, error_status(path, exc), error_body(path, exc))
+    extra = None if exc.retry_after is None else \
+        [(b"retry-after", str(exc.retry_after).encode())]
+    await send_body(send, error_status(path, exc), error_body(path, exc), extra=extra)
 
 
 class SecurityMiddleware:

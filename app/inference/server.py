@@ -1,7 +1,8 @@
 """`modeldepot inference`: bind the port first, then serve the FastAPI app on uvicorn.
 
 uvloop and httptools roughly double uvicorn's request rate; they are used where the platform has
-wheels for them (not Windows for uvloop), and the pure-Python fallbacks otherwise.
+wheels for them (not Windows for uvloop), and the pure-Python fallbacks otherwise. Over httptools
+every connection has request_timeout_s to send a whole request (connections.py).
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ def event_loop_name() -> str:
     return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
-def http_protocol_name() -> str:
-    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 
 
 def serve_inference(settings: Settings) -> None:
     import uvicorn
 
     from app.inference.app import create_app
+    from app.inference.connections import http_protocol
 
     sock = bind_socket(settings.host, settings.inference_port, "inference_port")
     app = create_app(settings)
@@ -34,18 +34,20 @@ def serve_inference(settings: Settings) -> None:
     config = uvicorn.Config(
         app,
         loop=event_loop_name(),
-        http=http_protocol_name(),
+        http=http_protocol(),
         ws="none",  # no WebSocket routes: do not import a WebSocket library at start
         lifespan="on",
         access_log=False,
         log_config=None,  # our logging setup (app/logs.py) stays in charge
         server_header=False,
         date_header=False,
-        timeout_keep_alive=30,
+        # Idle keep-alive connections, and clients slower than this to send a whole request
+        # (connections.py), are closed: a flood of them cannot pile up.
+        timeout_keep_alive=settings.request_timeout_s,
         # uvicorn's own limit comes after ours, so the app answers 413 with a JSON body.
         h11_max_incomplete_event_size=settings.max_request_bytes + (1 << 20),
     )
     server = uvicorn.Server(config)
     log.info("inference listening on http://%s:%d (data dir %s, %s/%s)", host, port,
-             settings.home, config.loop, config.http)
+             settings.home, config.loop, getattr(config.http, "__name__", config.http))
     server.run(sockets=[sock])

@@ -11,12 +11,14 @@ from app import __version__
 from app.config import Settings
 from app.errors import ModelDepotError
 from app.registry import dashboard, models_api, versions_api
+from app.registry.admission import UploadSlots
 from app.registry.api import ApiBlueprint, json_response, openapi_document
 from app.registry.context import Registry
 from app.registry.datasets_api import api as datasets_routes
 from app.registry.jobs_api import api as jobs_routes
 from app.registry.runner import JobRunner
 from app.registry.schemas import Health
+from app.resources import resource_error
 from app.security import SecurityPolicy, api_token
 from app.store import Store
 
@@ -55,7 +57,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     policy = SecurityPolicy(token, settings.effective_auth, settings.allowed_hosts)
     # Jobs run on a spawn process pool, built on first use; serve_registry resumes old jobs.
     runner = JobRunner(app, store, settings)
-    app.extensions["modeldepot"] = Registry(settings, store, policy, runner)
+    uploads = UploadSlots(settings.max_uploads_in_progress)
+    app.extensions["modeldepot"] = Registry(settings, store, policy, runner, uploads)
 
     @app.before_request
     def check_security() -> None:
@@ -75,7 +78,11 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
     @app.errorhandler(ModelDepotError)
     def on_error(exc: ModelDepotError) -> Response:
-        return json_response(exc.to_dict(), exc.status)
+        exc = resource_error(exc) or exc  # never blame the client for the OS's shortage
+        response = json_response(exc.to_dict(), exc.status)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException) -> Response:
@@ -89,6 +96,10 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def on_crash(exc: Exception) -> Response:
+        shortage = resource_error(exc)
+        if shortage is not None:
+            log.warning("%s %s: %s", request.method, request.path, exc)
+            return on_error(shortage)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response(
             {"error": {"code": "internal_error",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from flask import current_app
 
 from app.config import Settings
+from app.registry.admission import UploadSlots
 from app.security import SecurityPolicy
 from app.store import Store
 
@@ -21,6 +22,7 @@ class Registry:
     store: Store
     policy: SecurityPolicy
     runner: JobRunner  # training and compile jobs on the process pool
+    uploads: UploadSlots  # uploads in progress, at most max_uploads_in_progress
 
 
 def registry() -> Registry:

@@ -28,7 +28,8 @@ def receive_dataset_file() -> ReceivedUpload:
     reg = registry()
     return receive_upload(request.stream, request.content_type, request.content_length,
                           reg.store.blobs, limit=reg.settings.max_dataset_bytes,
-                          setting="max_dataset_bytes", text_fields=("name",))
+                          setting="max_dataset_bytes", slots=reg.uploads,
+                          text_fields=("name",))
 
 
 def store_dataset(upload: ReceivedUpload, name: str | None) -> tuple[DatasetRecord, bool]:

@@ -1,10 +1,17 @@
-"""`modeldepot registry`: reconcile the data dir, then serve the Flask app on waitress."""
+"""`modeldepot registry`: reconcile the data dir, then serve the Flask app on waitress.
+
+Waitress runs with its poll() loop: its default select() loop cannot watch a descriptor numbered
+1024 or more and crashed the registry (`filedescriptor out of range in select()`) once uploads
+and connections had pushed new sockets past that number. Health probes have a lane of their own
+(health_lane.py), and the connection limit follows the open-file limit (app/oslimits.py).
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import socket
+from typing import Any
 
 from app.config import Settings
 from app.errors import ModelDepotError
@@ -50,9 +57,34 @@ def request_body_cap(settings: Settings) -> int:
     return max(settings.max_upload_bytes, settings.max_dataset_bytes) + (64 << 20)
 
 
-def serve_registry(settings: Settings) -> None:
+def waitress_options(settings: Settings) -> dict[str, object]:
+    """Waitress's adjustments for the registry."""
+    from app.oslimits import connection_limit
+
+    return {
+        "threads": settings.registry_threads,
+        "max_request_body_size": request_body_cap(settings),
+        "ident": "modeldepot",
+        "clear_untrusted_proxy_headers": True,
+        "channel_timeout": 300,
+        "asyncore_use_poll": True,
+        "connection_limit": connection_limit(),
+    }
+
+
+def create_server(app: object, sock: socket.socket, settings: Settings) -> Any:
+    """A waitress server on `sock` whose health probes skip the worker queue."""
     import waitress
 
+    from app.registry.health_lane import LanedDispatcher
+
+    return waitress.create_server(
+        app, sockets=[sock], _dispatcher=LanedDispatcher(settings.registry_threads),
+        **waitress_options(settings),
+    )
+
+
+def serve_registry(settings: Settings) -> None:
     from app.registry.app import create_app
     from app.registry.legacy import start_converting
 
@@ -66,15 +98,8 @@ def serve_registry(settings: Settings) -> None:
     runner.resume()  # jobs a stopped registry left queued or running
     start_converting(store, settings)  # pickles an earlier release stored (app/registry/legacy.py)
     log.info("registry listening on http://%s:%d (data dir %s)", host, port, settings.home)
+    server = create_server(app, sock, settings)
     try:
-        waitress.serve(
-            app,
-            sockets=[sock],
-            threads=settings.registry_threads,
-            max_request_body_size=request_body_cap(settings),
-            ident="modeldepot",
-            clear_untrusted_proxy_headers=True,
-            channel_timeout=300,
-        )
+        server.run()
     finally:
         runner.shutdown()  # ends the pool's workers; their jobs run once more on the next start

@@ -8,7 +8,7 @@ final rename is atomic), hashes as it goes, and stops at the size limit without 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -16,6 +16,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from app.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from app.registry.admission import UploadSlots
 from app.store.blobs import BlobStore
 
 MAX_FIELD_BYTES = 1 << 20
@@ -33,9 +34,14 @@ class ReceivedUpload:
     size: int
     filename: str | None
     fields: dict[str, bytes]
+    slots: UploadSlots | None = field(default=None, repr=False)  # the slot this upload holds
 
     def discard(self) -> None:
+        """Remove the temp file (stored or not) and give the upload's slot back."""
         self.temp.unlink(missing_ok=True)
+        slots, self.slots = self.slots, None
+        if slots is not None:
+            slots.give_back()
 
     def text(self, name: str) -> str | None:
         """A text field, stripped; None when absent or blank; 422 when it is not UTF-8."""
@@ -68,6 +74,7 @@ def receive_upload(
     *,
     limit: int,
     setting: str,
+    slots: UploadSlots,
     file_field: str = "file",
     text_fields: tuple[str, ...] = ("metadata",),
 ) -> ReceivedUpload:
@@ -75,9 +82,30 @@ def receive_upload(
 
     Over `limit` (the value of `setting`), whether the body says so up front or not: 413 naming
     the setting. An empty file is left to the format's own check, which says what it expected.
+    The upload holds one of `slots` until its `discard()`; with none free it is refused (503)
+    before anything is read or written.
     """
     if content_length is not None and content_length > limit + MULTIPART_SLACK:
         raise _too_large(limit, setting)
+    slots.take()
+    try:
+        upload = _receive(stream, content_type, blobs, limit, setting, file_field, text_fields)
+    except BaseException:
+        slots.give_back()
+        raise
+    upload.slots = slots
+    return upload
+
+
+def _receive(
+    stream: IO[bytes],
+    content_type: str | None,
+    blobs: BlobStore,
+    limit: int,
+    setting: str,
+    file_field: str,
+    text_fields: tuple[str, ...],
+) -> ReceivedUpload:
     decoder = MultipartDecoder(boundary_of(content_type), MAX_FIELD_BYTES, max_parts=16)
     events = _events(decoder, stream)
     fields: dict[str, bytes] = {}

@@ -51,7 +51,8 @@ def receive_model_file(text_fields: tuple[str, ...] = ("metadata",)) -> Received
     reg = registry()
     return receive_upload(request.stream, request.content_type, request.content_length,
                           reg.store.blobs, limit=reg.settings.max_upload_bytes,
-                          setting="max_upload_bytes", text_fields=text_fields)
+                          setting="max_upload_bytes", slots=reg.uploads,
+                          text_fields=text_fields)
 
 
 def store_upload(

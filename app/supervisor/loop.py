@@ -9,8 +9,11 @@ As in uvicorn's supervisors, signal handlers only record the signal; one loop do
         self.report()
 
 Restart policy, per child:
-- it exits or stops answering after it was healthy: restart at once, whatever its history, so a
-  box is back from a crash in seconds;
+- it exits after it was healthy: restart at once, whatever its history, so a box is back from a
+  crash in seconds;
+- it stops answering after it was healthy: restart once it has neither answered nor used CPU
+  for UNRESPONSIVE_SECONDS (progress.py); a child that is busy working is never killed for being
+  slow to answer, a hung one (deadlock, SIGSTOP) still is;
 - it fails during start-up (exits, or never answers): retry after an exponential backoff, capped;
   from the third failure in a row it is reported as a crash loop (log, status, systemd STATUS=)
   while the other child keeps serving.
@@ -41,13 +44,14 @@ from app.supervisor.children import (
 )
 from app.supervisor.health import probe, url_host
 from app.supervisor.notify import Notifier
+from app.supervisor.progress import CpuSample, sample, working
 
 log = logging.getLogger(__name__)
 
 TICK = 0.2  # seconds between loop turns when nothing wakes it
 CHECK_INTERVAL = 1.0  # between liveness probes of a healthy child
 PROBE_TIMEOUT = 2.0
-UNRESPONSIVE_SECONDS = 10.0  # a healthy child failing its probes this long is restarted
+UNRESPONSIVE_SECONDS = 10.0  # a child neither answering nor using CPU this long is restarted
 STARTUP_TIMEOUT = 90.0  # a onefile build on a slow box may take this long to import
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
 CRASH_LOOP_AFTER = 3  # start-up failures in a row
@@ -94,6 +98,9 @@ class Child:
     start_failures: int = 0
     starts: int = 0
     last_exit: str | None = None
+    cpu: CpuSample | None = None  # at the last failed probe: is it working or hung?
+    hung_since: float = 0.0  # since when it has neither answered nor used CPU
+    busy_noted: bool = False  # "working, not restarting" logged for this silence
 
     @property
     def role(self) -> str:
@@ -210,7 +217,7 @@ class Supervisor:
             return
         child.starts += 1
         child.state, child.ready, child.started_at = "starting", False, now
-        child.failing_since = None
+        child.failing_since, child.cpu, child.busy_noted = None, None, False
         log.info("Started the %s (pid %d).", child.label, child.process.pid)
 
     def keep_children_alive(self) -> None:
@@ -277,17 +284,25 @@ class Supervisor:
         if probe(child.host, child.port, child.spec.live_path, timeout=PROBE_TIMEOUT).ok:
             if child.state == "unresponsive":
                 log.info("The %s answers again.", child.label)
-            child.state, child.failing_since = "healthy", None
+            child.state, child.failing_since, child.busy_noted = "healthy", None, False
             if not child.ready:
                 ready = probe(child.host, child.port, child.spec.ready_path, PROBE_TIMEOUT)
                 child.ready = ready.ok
             return
+        cpu, child.cpu = child.cpu, sample(child.process.pid, time.monotonic())
         if child.failing_since is None:
-            child.state, child.failing_since = "unresponsive", now
+            child.state, child.failing_since, child.hung_since = "unresponsive", now, now
             log.warning("The %s did not answer its health check.", child.label)
-        elif now - child.failing_since >= UNRESPONSIVE_SECONDS:
-            log.error("The %s has not answered for %.0f s; restarting it.", child.label,
-                      now - child.failing_since)
+            return
+        if working(cpu, child.cpu):
+            child.hung_since = now  # alive and working: slow to answer, not hung
+            if now - child.failing_since >= UNRESPONSIVE_SECONDS and not child.busy_noted:
+                child.busy_noted = True
+                log.warning("The %s has not answered for %.0f s but is working (using CPU); "
+                            "not restarting it.", child.label, now - child.failing_since)
+        elif now - child.hung_since >= UNRESPONSIVE_SECONDS:
+            log.error("The %s has neither answered nor used CPU for %.0f s; restarting it.",
+                      child.label, now - child.hung_since)
             kill_group(child.process)  # the exit is seen next turn, and it restarts at once
 
     # -- reporting -------------------------------------------------------------------------

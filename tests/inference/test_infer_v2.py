@@ -163,6 +163,24 @@ def test_bad_requests_are_400_with_a_message(client: AppClient, body: dict[str, 
     assert words in v2_error(infer(client, body))
 
 
+def test_a_number_beyond_float64_names_its_cell(client: AppClient) -> None:
+    body = (b'{"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP64", '
+            b'"data": [5.1, 3.5, 1.4, 0.2, 5.1, -1e999, 1.4, 0.2]}]}')
+    r = client.post("/v2/models/iris/infer", content=body,
+                    headers={"content-type": "application/json"})
+    message = v2_error(r)
+    assert message.startswith("Row 1, feature 1 of input 'input' is not finite"), message
+
+
+@pytest.mark.parametrize("shape", [[4, 2**62], [1, 2**63], [2**32, 2**32]])
+def test_a_shape_whose_product_overflows_int64_is_refused(client: AppClient,
+                                                          shape: list[int]) -> None:
+    """numpy's int64 product of [4, 2**62] wraps to 0, which empty data would have matched."""
+    r = infer(client, {"inputs": [tensor([], shape)]})
+    assert r.status_code == 400, r.text
+    assert "error" in r.json()
+
+
 def test_feature_inputs_must_match_names(client: AppClient) -> None:
     inputs = [tensor([1.0], [1], name=n) for n in IRIS_NAMES[:3] + ["colour"]]
     assert "exactly the features" in v2_error(infer(client, {"inputs": inputs}, model="named"))

@@ -134,12 +134,23 @@ def test_feature_name_errors(client: AppClient, payload: dict[str, Any], words: 
     assert words in v1_error(client.post("/v1/models/named/predict", json=payload), 422)
 
 
-@pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"1e999", b"-1e999"])
-def test_non_finite_numbers_are_refused(client: AppClient, value: bytes) -> None:
+@pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_not_json(client: AppClient, value: bytes) -> None:
     body = b'{"instances": [[5.1, 3.5, 1.4, ' + value + b']]}'
     r = client.post("/v1/models/iris/predict", content=body,
                     headers={"content-type": "application/json"})
-    assert "infinite" in v1_error(r, 400)
+    assert "NaN or Infinity" in v1_error(r, 400)
+    assert r.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("value", [b"1e400", b"-1e999"])
+def test_a_number_beyond_float64_is_422_naming_its_cell(client: AppClient, value: bytes) -> None:
+    """Valid JSON that a float64 cannot hold: the input check names the cell, not 'bad JSON'."""
+    body = b'{"instances": [[5.1, 3.5, 1.4, 0.2], [5.1, 3.5, ' + value + b', 0.2]]}'
+    r = client.post("/v1/models/iris/predict", content=body,
+                    headers={"content-type": "application/json"})
+    message = v1_error(r, 422)
+    assert message.startswith("Row 1, feature 2 of instances is not finite"), message
 
 
 def test_unknown_field_is_422_with_its_own_code(client: AppClient) -> None:

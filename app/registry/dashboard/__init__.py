@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 
 from app.errors import Forbidden, ModelDepotError
 from app.registry.context import registry
+from app.resources import resource_error
 from app.security import SAFE_METHODS
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def create_blueprint() -> Blueprint:
 
     @bp.errorhandler(ModelDepotError)
     def on_error(exc: ModelDepotError) -> Response:
+        exc = resource_error(exc) or exc
         if exc.status == 401:
             return auth.login_page(exc.message, status=401)
         return page("error.html", exc.status, error=exc.message, code=exc.code)
@@ -105,6 +107,9 @@ def create_blueprint() -> Blueprint:
 
     @bp.errorhandler(Exception)
     def on_crash(exc: Exception) -> Response:
+        shortage = resource_error(exc)
+        if shortage is not None:
+            return on_error(shortage)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return page("error.html", 500, code="internal_error",
                     error="The registry hit an internal error; its log has the details.")

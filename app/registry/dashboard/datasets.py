@@ -14,6 +14,7 @@ from app.errors import ModelDepotError
 from app.registry.context import registry
 from app.registry.dashboard.web import go, page
 from app.registry.datasets_api import receive_dataset_file, store_dataset
+from app.resources import resource_error
 
 bp = Blueprint("datasets", __name__)
 PREVIEW_ROWS = 20
@@ -51,6 +52,7 @@ def upload() -> Response:
         finally:
             received.discard()
     except ModelDepotError as exc:
+        exc = resource_error(exc) or exc
         return _render(exc.status, error=exc.message)
     what = "Stored" if created else "This file was already here as"
     return go(url_for(".show", dataset_id=record.id),

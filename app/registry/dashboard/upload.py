@@ -17,6 +17,7 @@ from app.registry.context import registry
 from app.registry.dashboard.web import go, logged_in, page
 from app.registry.schemas import VersionMetadata
 from app.registry.versions_api import receive_model_file, store_upload
+from app.resources import resource_error
 from app.store.names import check_name
 
 bp = Blueprint("upload", __name__)
@@ -45,6 +46,7 @@ def submit() -> Response:
         finally:
             upload.discard()
     except ModelDepotError as exc:
+        exc = resource_error(exc) or exc
         return page("upload.html", exc.status, error=exc.message, error_code=exc.code,
                     values=values, nav="upload")
     return go(
