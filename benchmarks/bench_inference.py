@@ -61,8 +61,8 @@ def make_models(work: Path) -> dict[str, Any]:
     from app.config import Paths
     from app.formats.signature import Signature, signature_from_estimator
     from app.formats.twin import load_twin
-    from app.registry.compile import build_twin
     from app.store import NewVersion, Store
+    from app.training.twin_build import build_twin
     from tests.models import write_skops
 
     X, y = make_classification(n_samples=3000, n_features=N_FEATURES, n_informative=10,

@@ -2,7 +2,7 @@
 
 1. Wall time of 8 small training jobs through the registry's process pool (pool_size 2, the
    workers already started) against the same 8 jobs run one after another in this process by
-   the same worker function (`training.run`), as a ratio: the real parallelism the pool gives.
+   the same worker function (`train.run`), as a ratio: the real parallelism the pool gives.
 2. p50/p99 latency of `GET /api/v1/models` on that registry while the 8 jobs train, next to the
    same request on the idle registry just before.
 
@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.client import Client  # noqa: E402
 from app.config import Paths  # noqa: E402
-from app.registry import training  # noqa: E402
-from app.registry.tabular import inspect_csv  # noqa: E402
-from app.registry.train_spec import TrainRequest, validate_train  # noqa: E402
 from app.store import Store  # noqa: E402
+from app.training import train  # noqa: E402
+from app.training.spec import TrainRequest, validate_train  # noqa: E402
+from app.training.tabular import inspect_csv  # noqa: E402
 from tests.conftest import TOKEN  # noqa: E402
 from tests.live import free_port, start_registry, stop  # noqa: E402
 from tests.registry.jobdata import FINAL, classification_csv  # noqa: E402
@@ -52,7 +52,7 @@ def sequential(home: Path, csv: Path, bodies: list[dict[str, Any]]) -> float:
         ids.append(store.jobs.create("train", spec, model).id)
     start = time.perf_counter()
     for job_id in ids:
-        training.run(job_id, str(home))
+        train.run(job_id, str(home))
     elapsed = time.perf_counter() - start
     failed = [j.error for j in (store.jobs.get(i) for i in ids) if j.status != "succeeded"]
     assert not failed, failed

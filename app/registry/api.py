@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 
 import orjson
 from flask import Blueprint, Response, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from app.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from app.validation import validate
 
 M = TypeVar("M", bound=BaseModel)
 MAX_JSON_BYTES = 1 << 20
@@ -24,20 +25,6 @@ _FLASK_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status=status, headers=headers, mimetype="application/json")
-
-
-def validation_message(exc: ValidationError) -> str:
-    """One sentence per problem, naming the field: what a client needs to fix its request."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"Unknown field '{where}'.")
-        elif err["type"] == "missing":
-            parts.append(f"Field '{where}' is required.")
-        else:
-            parts.append(f"Field '{where}': {err['msg']}.")
-    return " ".join(parts)
 
 
 def json_object(raw: bytes, what: str = "body") -> dict[str, Any]:
@@ -51,13 +38,6 @@ def json_object(raw: bytes, what: str = "body") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Unprocessable(f"The {what} must be a JSON object.")
     return data
-
-
-def validate(model: type[M], data: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise Unprocessable(validation_message(exc), code="invalid_fields") from exc
 
 
 def parse_model(model: type[M], raw: bytes, what: str = "body") -> M:

@@ -16,11 +16,11 @@ from app.registry.api import ApiBlueprint, json_response, openapi_document
 from app.registry.context import Registry
 from app.registry.datasets_api import api as datasets_routes
 from app.registry.jobs_api import api as jobs_routes
-from app.registry.runner import JobRunner
 from app.registry.schemas import Health
 from app.resources import resource_error
 from app.security import SecurityPolicy, api_token
 from app.store import Store
+from app.training.runner import JobRunner
 
 log = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json"})

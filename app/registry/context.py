@@ -13,7 +13,7 @@ from app.security import SecurityPolicy
 from app.store import Store
 
 if TYPE_CHECKING:
-    from app.registry.runner import JobRunner
+    from app.training.runner import JobRunner
 
 
 @dataclass(frozen=True)

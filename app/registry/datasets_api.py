@@ -15,9 +15,9 @@ from app.registry.api import ApiBlueprint, json_response
 from app.registry.context import registry
 from app.registry.job_schemas import Dataset, DatasetForm, DatasetPage
 from app.registry.schemas import Deleted
-from app.registry.tabular import inspect_csv
 from app.registry.uploads import ReceivedUpload, receive_upload
 from app.store.datasets import DatasetRecord
+from app.training.tabular import inspect_csv
 
 log = logging.getLogger(__name__)
 api = ApiBlueprint("datasets", "/api/v1")

@@ -17,9 +17,9 @@ from app.registry.context import registry
 from app.registry.job_schemas import Job, JobLog, JobPage
 from app.registry.libraries import import_model_libraries
 from app.registry.models_api import query_int
-from app.registry.runner import JobRunner
-from app.registry.train_spec import TrainRequest
 from app.store.jobs import JobRecord
+from app.training.runner import JobRunner
+from app.training.spec import TrainRequest
 
 log = logging.getLogger(__name__)
 api = ApiBlueprint("jobs", "/api/v1")

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+from app.validation import Strict
 
 
 class ModelCreate(Strict):

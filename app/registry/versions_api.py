@@ -11,7 +11,6 @@ from app.errors import Unauthorized
 from app.formats import SandboxLimits, Signature, inspect_upload
 from app.registry.api import ApiBlueprint, json_body, json_response, parse_model
 from app.registry.context import registry
-from app.registry.hooks import version_ready
 from app.registry.models_api import query_flag, query_int
 from app.registry.schemas import (
     AliasPut,
@@ -25,6 +24,7 @@ from app.registry.schemas import (
 from app.registry.uploads import ReceivedUpload, receive_upload
 from app.store import NewVersion, VersionRecord
 from app.store.names import check_alias, check_description, check_name, check_tags
+from app.training.hooks import version_ready
 
 log = logging.getLogger(__name__)
 api = ApiBlueprint("versions", "/api/v1")

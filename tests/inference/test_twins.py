@@ -15,8 +15,8 @@ from sklearn.ensemble import RandomForestClassifier
 from app.config import Settings
 from app.formats.onnx_format import inspect_onnx
 from app.inference.app import create_app
-from app.registry.compile import build_twin
 from app.store import NewVersion, Store
+from app.training.twin_build import build_twin
 from tests.inference.conftest import AppClient, add_version, flip_byte, string_iris, wait_for
 
 X, Y = make_classification(n_samples=400, n_features=8, n_informative=5, n_classes=3,

@@ -12,8 +12,8 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.kernel_ridge import KernelRidge
 
 from app.config import Settings
-from app.registry.compile import build_twin
 from app.store import NewVersion, Store, VersionRecord
+from app.training.twin_build import build_twin
 from tests.conftest import TOKEN
 from tests.models import write_skops
 

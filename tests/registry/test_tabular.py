@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.registry.tabular import InvalidCsv, inspect_csv, load_columns, target_array
 from app.store.datasets import Column
+from app.training.tabular import InvalidCsv, inspect_csv, load_columns, target_array
 
 
 def write(tmp_path: Path, data: bytes) -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from app.client import Client
-from app.registry.runner import COLLATERAL, KILLED
+from app.training.runner import COLLATERAL, KILLED
 from tests.conftest import TOKEN
 from tests.live import free_port, process_gone, start_registry, stop
 from tests.registry.jobdata import (

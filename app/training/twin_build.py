@@ -16,11 +16,11 @@ from typing import Any
 
 from app.config import Paths
 from app.errors import ModelDepotError, NotFound
-from app.registry.worker import Cancelled, JobContext, Outcome, run_job
 from app.store import Store, VersionRecord
 from app.store.blobs import file_sha256
 from app.store.jobs import JobRecord
 from app.store.twins import NEEDS_NO_TWIN, record_twin, training_data, version_by_id
+from app.training.worker import Cancelled, JobContext, Outcome, run_job
 
 log = logging.getLogger(__name__)
 P_BUILD = 0.05

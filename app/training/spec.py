@@ -14,11 +14,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from app.errors import Unprocessable
-from app.registry.estimators import CLASSIFIER, build, check_storable, task_of
-from app.registry.schemas import Strict
 from app.store import Store
 from app.store.datasets import DatasetRecord
 from app.store.names import check_alias, check_name
+from app.training.estimators import CLASSIFIER, build, check_storable, task_of
+from app.validation import Strict
 
 MIN_SPLIT_ROWS = 2
 

@@ -5,7 +5,7 @@
 training job (the runner, after the job's row says `succeeded`). It runs in the registry process,
 on a request thread or the runner's thread, so it must be quick: heavy work belongs in a job.
 
-It queues the version's ONNX twin build, a `compile` job (app/registry/compile.py); the
+It queues the version's ONNX twin build, a `compile` job (app/training/twin_build.py); the
 version's twin shows `queued` until the job records its outcome. A failing hook is logged and
 never fails the upload or the job that made the version.
 """
@@ -19,7 +19,7 @@ from app.store import Store, VersionRecord
 from app.store.twins import NEEDS_NO_TWIN, mark_queued
 
 if TYPE_CHECKING:
-    from app.registry.runner import JobRunner
+    from app.training.runner import JobRunner
 
 log = logging.getLogger(__name__)
 

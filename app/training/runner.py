@@ -42,11 +42,11 @@ from flask import Flask
 from flask_executor import Executor
 
 from app.config import Settings
-from app.registry.hooks import version_ready
-from app.registry.jobkinds import KINDS
-from app.registry.worker import init_worker, nudge
 from app.store import Store
 from app.store.jobs import JobRecord
+from app.training.hooks import version_ready
+from app.training.kinds import KINDS
+from app.training.worker import init_worker, nudge
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 2.0

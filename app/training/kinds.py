@@ -2,7 +2,7 @@
 
 To add a kind (the ONNX twin build adds "compile"):
 1. write a module-level `run(job_id: str, home: str) -> None` that calls
-   `app.registry.worker.run_job(job_id, home, body)` with a `body(store, job, ctx) -> Outcome`
+   `app.training.worker.run_job(job_id, home, body)` with a `body(store, job, ctx) -> Outcome`
    reporting through `ctx.step(...)`;
 2. add a `JobKind` below. Leave `parse_request` None for jobs only the registry itself starts
    (through `JobRunner.submit(kind, spec, model=...)`), so `POST /jobs` refuses that kind;
@@ -15,11 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.registry import compile as twin_compile
-from app.registry import training
-from app.registry.api import validate
-from app.registry.train_spec import TrainRequest, validate_train
 from app.store import Store
+from app.training import train, twin_build
+from app.training.spec import TrainRequest, validate_train
+from app.validation import validate
 
 Worker = Callable[[str, str], None]
 RequestParser = Callable[[Store, dict[str, Any]], tuple[dict[str, Any], str | None]]
@@ -38,6 +37,6 @@ def _parse_train(store: Store, data: dict[str, Any]) -> tuple[dict[str, Any], st
 
 
 KINDS: dict[str, JobKind] = {
-    "train": JobKind("train", training.run, _parse_train, creates_version=True),
-    "compile": JobKind("compile", twin_compile.run),  # started by hooks.on_version_ready only
+    "train": JobKind("train", train.run, _parse_train, creates_version=True),
+    "compile": JobKind("compile", twin_build.run),  # started by hooks.on_version_ready only
 }

@@ -19,11 +19,11 @@ from typing import Any
 
 from app.errors import UnsafeModel
 from app.formats import Signature, inspect_file
-from app.registry.estimators import CHUNKED_BY, CLASSIFIER, build, plain_params
-from app.registry.tabular import load_columns, target_array
-from app.registry.worker import JobContext, Outcome, plain_metrics, run_job
 from app.store import NewVersion, Store
 from app.store.jobs import JobRecord
+from app.training.estimators import CHUNKED_BY, CLASSIFIER, build, plain_params
+from app.training.tabular import load_columns, target_array
+from app.training.worker import JobContext, Outcome, plain_metrics, run_job
 
 FIT_CHUNKS = 10
 # Progress at the start of each step; fitting fills the span between "fit" and "evaluate".
