@@ -9,36 +9,16 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, request
+from flask import Response
 
 from app.registry.api import ApiBlueprint, json_response
 from app.registry.context import registry
 from app.registry.job_schemas import Dataset, DatasetForm, DatasetPage
 from app.registry.schemas import Deleted
-from app.registry.uploads import ReceivedUpload, receive_upload
-from app.store.datasets import DatasetRecord
-from app.training.tabular import inspect_csv
+from app.registry.services import receive_dataset_file, store_dataset
 
 log = logging.getLogger(__name__)
 api = ApiBlueprint("datasets", "/api/v1")
-
-
-def receive_dataset_file() -> ReceivedUpload:
-    """The request's multipart body, its `file` part streamed to a temp file under the cap."""
-    reg = registry()
-    return receive_upload(request.stream, request.content_type, request.content_length,
-                          reg.store.blobs, limit=reg.settings.max_dataset_bytes,
-                          setting="max_dataset_bytes", slots=reg.uploads,
-                          text_fields=("name",))
-
-
-def store_dataset(upload: ReceivedUpload, name: str | None) -> tuple[DatasetRecord, bool]:
-    """Check and store a received CSV: the one path the API and the dashboard share."""
-    summary = inspect_csv(upload.temp)
-    return registry().store.datasets.add(
-        upload.temp, upload.sha256, upload.size, name or upload.filename or "",
-        summary.row_count, summary.columns,
-    )
 
 
 @api.route("POST", "/datasets", "Upload a CSV dataset (201 new, 200 if the same bytes exist)",

@@ -7,45 +7,18 @@ before any row exists, so a refused request leaves nothing behind.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Response, request
 
-from app.errors import Unprocessable
 from app.registry.api import ApiBlueprint, json_body_bytes, json_object, json_response
 from app.registry.context import registry
 from app.registry.job_schemas import Job, JobLog, JobPage
-from app.registry.libraries import import_model_libraries
 from app.registry.models_api import query_int
-from app.store.jobs import JobRecord
-from app.training.runner import JobRunner
+from app.registry.services import job_runner, submit_job
 from app.training.spec import TrainRequest
 
 log = logging.getLogger(__name__)
 api = ApiBlueprint("jobs", "/api/v1")
-
-
-def job_runner() -> JobRunner:
-    return registry().runner
-
-
-def submit_job(data: dict[str, Any]) -> JobRecord:
-    """Check and queue a job from a JSON object: the path the API and dashboard share."""
-    runner = job_runner()
-    kind = data.get("kind")
-    job_kind = runner.kinds.get(kind) if isinstance(kind, str) else None
-    if job_kind is None or job_kind.parse_request is None:
-        accepted = sorted(k for k, v in runner.kinds.items() if v.parse_request is not None)
-        raise Unprocessable(
-            f"Field 'kind' must be one of: {', '.join(accepted)}"
-            + (f" (not {str(kind)[:40]!r})." if kind is not None else "."),
-            code="invalid_kind",
-        )
-    import_model_libraries()  # parsing constructs the estimator: scikit-learn must be imported
-    spec, model = job_kind.parse_request(runner.store, data)
-    job = runner.submit(job_kind.name, spec, model=model)
-    log.info("queued %s job %s for model %s", job.kind, job.id, model)
-    return job
 
 
 @api.route("POST", "/jobs", "Start a training job (202 with the queued job)", body=TrainRequest,

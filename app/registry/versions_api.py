@@ -6,9 +6,6 @@ import logging
 
 from flask import Response, request, send_file
 
-from app.config import Settings
-from app.errors import Unauthorized
-from app.formats import SandboxLimits, Signature, inspect_upload
 from app.registry.api import ApiBlueprint, json_body, json_response, parse_model
 from app.registry.context import registry
 from app.registry.models_api import query_flag, query_int
@@ -21,10 +18,8 @@ from app.registry.schemas import (
     VersionPage,
     VersionPatch,
 )
-from app.registry.uploads import ReceivedUpload, receive_upload
-from app.store import NewVersion, VersionRecord
+from app.registry.services import receive_model_file, store_upload
 from app.store.names import check_alias, check_description, check_name, check_tags
-from app.training.hooks import version_ready
 
 log = logging.getLogger(__name__)
 api = ApiBlueprint("versions", "/api/v1")
@@ -44,64 +39,6 @@ def upload_version(name: str) -> Response:
     finally:
         upload.discard()
     return json_response(record.to_dict(), 201)
-
-
-def receive_model_file(text_fields: tuple[str, ...] = ("metadata",)) -> ReceivedUpload:
-    """The request's multipart body, its `file` part streamed to a temp file under the limit."""
-    reg = registry()
-    return receive_upload(request.stream, request.content_type, request.content_length,
-                          reg.store.blobs, limit=reg.settings.max_upload_bytes,
-                          setting="max_upload_bytes", slots=reg.uploads,
-                          text_fields=text_fields)
-
-
-def store_upload(
-    name: str, upload: ReceivedUpload, meta: VersionMetadata, token_presented: bool
-) -> VersionRecord:
-    """Check, inspect and store a received file: the one path the API and the dashboard share."""
-    reg = registry()
-    check_description(meta.description)
-    check_tags(meta.tags)
-    declared = Signature.from_dict(meta.signature) if meta.signature is not None else None
-    if meta.trust and not token_presented:
-        # Checked before inspection: with trust, inspection loads the file, which runs code.
-        raise Unauthorized(
-            "Trusting a pickle means running its code on this machine, so trust=true needs "
-            "the API token even when other writes don't."
-        )
-    inspection = inspect_upload(
-        upload.temp, trust=meta.trust, filename=upload.filename, declared_signature=declared,
-        receive=reg.store.blobs.receive, limits=sandbox_limits(reg.settings),
-    )
-    record = reg.store.add_version(
-        name,
-        upload.temp,
-        upload.sha256,
-        upload.size,
-        NewVersion(
-            format=inspection.format,
-            format_detail=inspection.format_detail,
-            signature=inspection.signature.to_dict() if inspection.signature else None,
-            metrics=meta.metrics,
-            params=meta.params,
-            description=meta.description,
-            source="upload",
-            imported_globals=inspection.imported_globals,
-            environment=inspection.environment,
-            warnings=inspection.warnings,
-            tags=meta.tags,
-            served=inspection.served,
-        ),
-    )
-    log.info("stored %s version %d (%s, %d bytes)", name, record.version, record.format,
-             record.size or 0)
-    version_ready(reg.store, reg.runner, record)
-    # Read again: the hook may have queued the twin build, and the answer should say so.
-    return reg.store.get_version(name, record.version)
-
-
-def sandbox_limits(settings: Settings) -> SandboxLimits:
-    return SandboxLimits(settings.sandbox_memory_mb, settings.sandbox_seconds)
 
 
 @api.route("GET", "/models/<name>/versions", "List a model's versions, newest first",

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 from app.errors import ModelDepotError
 from app.registry.context import registry
 from app.registry.dashboard.web import go, page
-from app.registry.datasets_api import receive_dataset_file, store_dataset
+from app.registry.services import receive_dataset_file, store_dataset
 from app.resources import resource_error
 
 bp = Blueprint("datasets", __name__)

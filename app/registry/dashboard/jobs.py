@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response
 from app.errors import BadRequest, ModelDepotError
 from app.registry.context import registry
 from app.registry.dashboard.web import form_text, go, page
-from app.registry.jobs_api import job_runner, submit_job
+from app.registry.services import job_runner, submit_job
 from app.store.datasets import DatasetRecord
 from app.store.jobs import STATUSES
 from app.training.estimators import ALLOWED, CLASSIFIER

@@ -16,7 +16,7 @@ from app.errors import ModelDepotError
 from app.registry.context import registry
 from app.registry.dashboard.web import go, logged_in, page
 from app.registry.schemas import VersionMetadata
-from app.registry.versions_api import receive_model_file, store_upload
+from app.registry.services import receive_model_file, store_upload
 from app.resources import resource_error
 from app.store.names import check_name
 
