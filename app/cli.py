@@ -60,7 +60,7 @@ def _run_server(args: argparse.Namespace, role: str, serve: Callable[[Settings],
     """A child of `serve` (or a server started by hand): log as `role`, die with the supervisor."""
     from app.logs import setup_logging
     from app.oslimits import raise_open_file_limit
-    from app.supervisor.parentwatch import watch_parent
+    from app.parentwatch import watch_parent
 
     settings = settings_from(args)
     setup_logging(role, settings.log_level, settings.paths.logs)
@@ -167,9 +167,9 @@ def server_client(args: argparse.Namespace, role: str = "registry") -> Any:
     An explicit port setting wins; otherwise the running supervisor's `server.json` says where.
     """
     from app.client import Client
+    from app.net import base_url
     from app.security import load_or_create_token
     from app.supervisor.discovery import read_server_file
-    from app.supervisor.health import base_url
 
     settings = settings_from(args)
     port_setting = f"{role}_port"

@@ -21,8 +21,8 @@ def report_corrupt(settings: Settings, model: str, version: int) -> threading.Th
     def run() -> None:
         from app.client import Client
         from app.errors import ModelDepotError
+        from app.net import base_url
         from app.security import api_token
-        from app.supervisor.health import base_url
 
         path = f"/api/v1/models/{quote(model, safe='')}/versions/{version}/verify"
         try:

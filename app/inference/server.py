@@ -11,7 +11,7 @@ import importlib.util
 import logging
 
 from app.config import Settings
-from app.registry.server import bind_socket
+from app.net import bind_socket
 
 log = logging.getLogger(__name__)
 

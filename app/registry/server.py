@@ -14,32 +14,11 @@ import socket
 from typing import Any
 
 from app.config import Settings
-from app.errors import ModelDepotError
+from app.net import bind_socket
 from app.store import Store
 from app.store.reconcile import reconcile
 
 log = logging.getLogger(__name__)
-
-
-class PortInUse(ModelDepotError):
-    code = "port_in_use"
-
-
-def bind_socket(host: str, port: int, setting: str) -> socket.socket:
-    """Bind before anything else starts, so a taken port is one clear error, never a silent move."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        sock.close()
-        raise PortInUse(
-            f"Port {port} on {host} is in use ({exc.strerror}). Stop what holds it, or choose "
-            f"another port with --{setting.replace('_', '-')} or MODELDEPOT_{setting.upper()}."
-        ) from exc
-    sock.listen(1024)
-    return sock
 
 
 def _exit_on_sigterm() -> None:

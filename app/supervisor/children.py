@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from app.config import Settings
+from app.parentwatch import SUPERVISOR_PID_ENV
 from app.prctl import PR_SET_PDEATHSIG, libc_prctl
 from app.supervisor.notify import NOTIFY_ENV_VARS
-from app.supervisor.parentwatch import SUPERVISOR_PID_ENV
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from app import __version__
 from app.config import Settings
 from app.errors import ModelDepotError
 from app.lazy_unpack import MODEL_LIBRARIES, NUMPY, ONNX_RUNTIME, unpack_in_background
+from app.net import PortInUse, base_url
 from app.supervisor.browser import dashboard_url, open_dashboard
 from app.supervisor.children import CHILDREN
 from app.supervisor.discovery import read_server_file, remove_server_file, write_server_file
 from app.supervisor.frozen import remove_unpack_dir_if_orphaned, watch_bootloader
-from app.supervisor.health import base_url
 from app.supervisor.lock import InstanceLock, holder
 from app.supervisor.loop import STOP_GRACE, Supervisor
 from app.supervisor.notify import Notifier
@@ -28,10 +28,6 @@ from app.supervisor.status import run_status
 __all__ = ["run_serve", "run_status", "run_stop"]
 
 log = logging.getLogger(__name__)
-
-
-class PortInUse(ModelDepotError):
-    code = "port_in_use"
 
 
 class AlreadyRunning(ModelDepotError):

@@ -11,22 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-
-def url_host(host: str) -> str:
-    """The address to reach a server bound to `host`, as it goes in a URL.
-
-    A server bound to every interface is reached on loopback; an IPv6 literal needs brackets.
-    """
-    host = host.strip("[]")
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
-
-
-def base_url(host: str, port: int) -> str:
-    return f"http://{url_host(host)}:{port}"
+from app.net import url_host
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.config import Settings
+from app.net import url_host
 from app.supervisor.children import (
     CHILDREN,
     ChildSpec,
@@ -42,7 +43,7 @@ from app.supervisor.children import (
     request_stop,
     spawn,
 )
-from app.supervisor.health import probe, url_host
+from app.supervisor.health import probe
 from app.supervisor.notify import Notifier
 from app.supervisor.progress import CpuSample, sample, working
 

@@ -5,15 +5,12 @@ Exit codes follow `systemctl status`: 0 running and healthy, 1 running but degra
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 from app import __version__
 from app.config import Settings
+from app.diskspace import disk_use
 from app.supervisor.children import CHILDREN
 from app.supervisor.discovery import read_server_file
 from app.supervisor.health import probe
@@ -66,19 +63,6 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         )
         report["children"][spec.role] = child
     return report
-
-
-def disk_use(home: Path) -> dict[str, int | None]:
-    used = 0
-    for root, _dirs, files in os.walk(home):
-        for name in files:
-            with contextlib.suppress(OSError):
-                used += os.lstat(os.path.join(root, name)).st_size
-    try:
-        free: int | None = shutil.disk_usage(home).free
-    except OSError:
-        free = None
-    return {"data_bytes": used, "free_bytes": free}
 
 
 def _size(n: int | None) -> str:

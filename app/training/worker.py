@@ -120,7 +120,7 @@ def init_worker(threads: int, registry_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s [train-worker] %(name)s: %(message)s")
-    from app.supervisor.parentwatch import watch_parent
+    from app.parentwatch import watch_parent
 
     if not watch_parent():
         # The registry's pid comes from the registry itself: if it died while this process was

@@ -12,7 +12,8 @@ from flask import Flask
 from waitress import wasyncore
 
 from app.config import Settings
-from app.registry.server import bind_socket, create_server
+from app.net import bind_socket
+from app.registry.server import create_server
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.supervisor.parentwatch import SUPERVISOR_PID_ENV, watch_parent
+from app.parentwatch import SUPERVISOR_PID_ENV, watch_parent
 from tests.live import process_gone, wait_until
 
 # A stand-in supervisor: starts a child in its own process group (as children.py does, but
@@ -25,7 +25,7 @@ SUPERVISOR = textwrap.dedent("""
 """)
 CHILD = textwrap.dedent("""
     import subprocess, sys, time
-    from app.supervisor.parentwatch import watch_parent
+    from app.parentwatch import watch_parent
     assert watch_parent()
     if sys.argv[1] == "child":
         subprocess.Popen([sys.executable, sys.argv[0], "worker", sys.argv[2]])

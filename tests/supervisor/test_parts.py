@@ -24,7 +24,7 @@ HEAVY = ("flask", "fastapi", "sklearn", "numpy", "uvicorn", "waitress", "starlet
 
 def test_the_supervisor_imports_nothing_heavy() -> None:
     code = ("import sys, app.cli, app.supervisor.commands, app.supervisor.loop, "
-            "app.supervisor.parentwatch, app.supervisor.browser\n"
+            "app.parentwatch, app.supervisor.browser\n"
             "app.cli.build_parser()\n"
             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

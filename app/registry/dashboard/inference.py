@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import ServiceUnavailable
-from app.supervisor.health import url_host
+from app.net import url_host
 
 MAX_ANSWER = 16 << 20
 

@@ -8,11 +8,11 @@ from flask import Blueprint, request
 from werkzeug.wrappers import Response
 
 from app import __version__
+from app.diskspace import disk_use
 from app.errors import ServiceUnavailable
 from app.registry.context import registry
 from app.registry.dashboard import cookie_token, inference
 from app.registry.dashboard.web import page
-from app.supervisor.status import disk_use
 
 bp = Blueprint("status", __name__)
 PROBE_TIMEOUT = 2.0

@@ -1,0 +1,46 @@
+"""Addresses and listening sockets, for every process that serves or probes: the registry, the
+inference server, the supervisor, the CLI. Standard library only (the supervisor imports it)."""
+
+from __future__ import annotations
+
+import socket
+
+from app.errors import ModelDepotError
+
+
+class PortInUse(ModelDepotError):
+    code = "port_in_use"
+
+
+def bind_socket(host: str, port: int, setting: str) -> socket.socket:
+    """Bind before anything else starts, so a taken port is one clear error, never a silent move."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(
+            f"Port {port} on {host} is in use ({exc.strerror}). Stop what holds it, or choose "
+            f"another port with --{setting.replace('_', '-')} or MODELDEPOT_{setting.upper()}."
+        ) from exc
+    sock.listen(1024)
+    return sock
+
+
+def url_host(host: str) -> str:
+    """The address to reach a server bound to `host`, as it goes in a URL.
+
+    A server bound to every interface is reached on loopback; an IPv6 literal needs brackets.
+    """
+    host = host.strip("[]")
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def base_url(host: str, port: int) -> str:
+    return f"http://{url_host(host)}:{port}"
