@@ -56,15 +56,15 @@ class Tally:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
-        self.slowest_health = 0.0
+        self.slowest_health: dict[str, float] = {"registry": 0.0, "inference": 0.0}
 
     def add(self, key: str, n: int = 1) -> None:
         with self.lock:
             self.counts[key] += n
 
-    def health(self, seconds: float) -> None:
+    def health(self, role: str, seconds: float) -> None:
         with self.lock:
-            self.slowest_health = max(self.slowest_health, seconds)
+            self.slowest_health[role] = max(self.slowest_health[role], seconds)
 
 
 class Soak:
@@ -161,11 +161,11 @@ class Soak:
             conn.close()
 
     def probe_health(self, _: int) -> None:
-        for port, path in ((self.registry_port, "/api/v1/health"),
-                           (self.inference_port, "/v2/health/live")):
+        for role, port, path in (("registry", self.registry_port, "/api/v1/health"),
+                                 ("inference", self.inference_port, "/v2/health/live")):
             started = time.perf_counter()
             status = self.get(port, path, timeout=10)
-            self.tally.health(time.perf_counter() - started)
+            self.tally.health(role, time.perf_counter() - started)
             if status != 200:
                 self.tally.add("health_failed")
 
@@ -272,7 +272,8 @@ class Soak:
             ("supervisor restarts", restarts, "0"),
             ("5xx answers", c["5xx"], "0"),
             ("failed predictions", f"{c['predictions_failed']} of {c['predictions']}", "0"),
-            ("slowest health answer", f"{self.tally.slowest_health:.3f} s", "< 1 s"),
+            *((f"slowest health, {role}", f"{seconds:.3f} s", "< 1 s")
+              for role, seconds in self.tally.slowest_health.items()),
             ("health probes unanswered", c["health_failed"], "0"),
             ("temp files left", len(temp_left), "0"),
             ("doctor clean", doctor.returncode == 0, "True"),
