@@ -115,10 +115,12 @@ class Overloaded(ServiceUnavailable):
 
 
 class OutOfResources(ServiceUnavailable):
-    """The operating system refused a resource (descriptors, memory): not the client's fault."""
+    """The operating system refused a resource (descriptors, memory): not the client's fault.
+
+    No Retry-After: unlike an admission refusal, sending the same request again at once may
+    well meet the same shortage, so clients do not retry it on their own."""
 
     code = "out_of_resources"
-    retry_after = 5
 
 
 class InsufficientStorage(ModelDepotError):

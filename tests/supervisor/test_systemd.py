@@ -121,6 +121,7 @@ def test_the_unit_has_what_the_supervisor_relies_on() -> None:
     assert lines["User"] == "modeldepot"
     assert lines["Restart"] == "on-failure"
     assert "MemoryDenyWriteExecute" not in lines
+    assert int(lines["LimitNOFILE"]) >= 16384  # far past systemd's default soft limit of 1024
     for key in ("ProtectSystem", "NoNewPrivileges", "PrivateTmp", "RestrictAddressFamilies",
                 "WatchdogSec"):
         assert key in lines
