@@ -349,7 +349,8 @@ class Store:
                     "INSERT INTO version_tags (version_id, key, value) VALUES (?, ?, ?)",
                     [(version_id, k, v) for k, v in new.tags.items()],
                 )
-                self._bump(conn)
+                # No revision bump for a pending row: nothing serves it. One bump when it is
+                # ready, so inference refreshes once per upload.
             try:
                 with self.db.write() as conn:
                     self.blobs.adopt(temp, sha256)

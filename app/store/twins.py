@@ -63,8 +63,8 @@ def mark_queued(store: Store, version_id: int) -> bool:
             f"AND status = 'ready' AND format NOT IN ({', '.join('?' * len(formats))})",
             (time.time(), version_id, *formats),
         )
-        if cur.rowcount:
-            store._bump(conn)
+    # No revision bump: a queued build changes nothing a server serves (the revision means
+    # "what is served may have changed"; record_twin bumps when the twin exists).
     return bool(cur.rowcount)
 
 

@@ -71,6 +71,17 @@ def test_revision_bumps_on_every_change(store: Store) -> None:
     assert seen == sorted(set(seen))
 
 
+def test_one_upload_bumps_the_revision_once(store: Store) -> None:
+    """Inference refreshes on every bump: a new version, its twin build queued by the hook,
+    must cost it one refresh, not three."""
+    from app.store.twins import mark_queued
+
+    before = store.revision()
+    record = add(store, "m")
+    assert mark_queued(store, record.id)  # type: ignore[attr-defined]
+    assert store.revision() == before + 1
+
+
 def test_resolve_prefers_production_then_latest(store: Store) -> None:
     add(store, "m", b"1")
     add(store, "m", b"2")
