@@ -151,6 +151,11 @@ SETTINGS: tuple[Setting, ...] = (
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
 
+def _default(name: str) -> Any:
+    """A Settings field's default: the table's, so each default is written once."""
+    return SETTINGS_BY_NAME[name].default
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where everything lives; all derived from the data dir."""
@@ -189,29 +194,29 @@ class Paths:
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    host: str = "127.0.0.1"
-    allow_remote: bool = False
-    registry_port: int = 8720
-    inference_port: int = 8721
-    token: str | None = None
-    auth: str = "writes"
-    allowed_hosts: tuple[str, ...] = ()
-    max_upload_bytes: int = 2 << 30
-    registry_threads: int = 8
-    log_level: str = "info"
-    batch_window_ms: float = 1.0
-    max_batch_size: int = 64
-    max_batch_rows: int = 10_000
-    max_request_bytes: int = 32 << 20
-    cache_memory_mb: int = 2048
-    poll_interval_ms: int = 200
-    request_timeout_s: int = 30
-    twins: bool = True
-    pool_size: int = DEFAULT_POOL_SIZE
-    max_dataset_bytes: int = 1 << 30
-    sandbox_memory_mb: int = 4096
-    sandbox_seconds: int = 120
-    max_uploads_in_progress: int = 4
+    host: str = _default("host")
+    allow_remote: bool = _default("allow_remote")
+    registry_port: int = _default("registry_port")
+    inference_port: int = _default("inference_port")
+    token: str | None = _default("token")
+    auth: str = _default("auth")
+    allowed_hosts: tuple[str, ...] = _default("allowed_hosts")
+    max_upload_bytes: int = _default("max_upload_bytes")
+    registry_threads: int = _default("registry_threads")
+    log_level: str = _default("log_level")
+    batch_window_ms: float = _default("batch_window_ms")
+    max_batch_size: int = _default("max_batch_size")
+    max_batch_rows: int = _default("max_batch_rows")
+    max_request_bytes: int = _default("max_request_bytes")
+    cache_memory_mb: int = _default("cache_memory_mb")
+    poll_interval_ms: int = _default("poll_interval_ms")
+    request_timeout_s: int = _default("request_timeout_s")
+    twins: bool = _default("twins")
+    pool_size: int = _default("pool_size")
+    max_dataset_bytes: int = _default("max_dataset_bytes")
+    sandbox_memory_mb: int = _default("sandbox_memory_mb")
+    sandbox_seconds: int = _default("sandbox_seconds")
+    max_uploads_in_progress: int = _default("max_uploads_in_progress")
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
