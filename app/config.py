@@ -248,7 +248,7 @@ class Settings:
 
 def is_loopback_host(host: str) -> bool:
     """Whether a bind host is loopback: the same answer the Host header check gives."""
-    from app.security import host_of, is_loopback
+    from app.net import host_of, is_loopback
 
     return is_loopback(host_of(host))
 

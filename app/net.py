@@ -3,9 +3,13 @@ inference server, the supervisor, the CLI. Standard library only (the supervisor
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import socket
 
 from app.errors import ModelDepotError
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 class PortInUse(ModelDepotError):
@@ -44,3 +48,26 @@ def url_host(host: str) -> str:
 
 def base_url(host: str, port: int) -> str:
     return f"http://{url_host(host)}:{port}"
+
+
+def host_of(value: str) -> str:
+    """The host part of a Host header or URL authority, lower-cased, without port or brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        host, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+            return value  # "[::1]evil.example" is no address: compared whole, it matches none
+        return host
+    if value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    return value.rstrip(".")
+
+
+@functools.lru_cache(maxsize=256)  # every request asks about the same few Host values
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

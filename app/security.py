@@ -8,9 +8,7 @@ in their own middleware; nothing here knows Flask or FastAPI.
 
 from __future__ import annotations
 
-import functools
 import hmac
-import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
@@ -19,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from app.errors import BadRequest, Forbidden, Unauthorized
+from app.net import host_of, is_loopback
 
 if TYPE_CHECKING:
     from app.config import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 TOKEN_BYTES = 32
 
 
@@ -73,29 +71,6 @@ def _read_token(path: Path) -> str:
             f"The token file {path} is empty or too short; delete it to make a new one."
         )
     return token
-
-
-def host_of(value: str) -> str:
-    """The host part of a Host header or URL authority, lower-cased, without port or brackets."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        host, bracket, rest = value[1:].partition("]")
-        if not bracket or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
-            return value  # "[::1]evil.example" is no address: compared whole, it matches none
-        return host
-    if value.count(":") == 1:
-        value = value.split(":", 1)[0]
-    return value.rstrip(".")
-
-
-@functools.lru_cache(maxsize=256)  # every request asks about the same few Host values
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

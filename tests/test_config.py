@@ -9,7 +9,8 @@ import pytest
 
 from app.config import SETTINGS, SUPERVISOR_PID_ENV, Settings, is_loopback_host, resolve
 from app.errors import BadRequest
-from app.security import api_token, host_of, is_loopback
+from app.net import host_of, is_loopback
+from app.security import api_token
 
 
 def test_every_setting_is_a_field() -> None:

@@ -11,7 +11,6 @@ Ordering rules that make a kill -9 at any moment safe:
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import time
@@ -24,18 +23,16 @@ from app.config import Paths
 from app.errors import BadRequest, Conflict, NotFound
 from app.store.blobs import BlobStore
 from app.store.datasets import DatasetStore
-from app.store.db import Database
+from app.store.db import Database, bump_revision
 from app.store.jobs import JobStore
 from app.store.names import LATEST, check_alias, check_name, parse_ref
+from app.store.pages import check_limit, decode_token, encode_token
 from app.store.records import ModelRecord, VersionRecord
-from app.store.references import is_referenced
+from app.store.trash import empty_trash, trash_unreferenced
 
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
-TRASH_PREFIX = "trash-"
 SERVABLE = "ready"
 
-_VERSION_SELECT = """
+VERSION_SELECT = """
     SELECT v.*, m.name AS model_name FROM versions v JOIN models m ON m.id = v.model_id
 """
 
@@ -78,27 +75,6 @@ def version_files(row: sqlite3.Row) -> set[str]:
     return {row["sha256"], row["twin_sha256"], row["served_sha256"]} - {None}
 
 
-def encode_token(key: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
-
-
-def decode_token(token: str | None) -> Any:
-    if not token:
-        return None
-    try:
-        return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("The page_token is not one this server issued.") from exc
-
-
-def check_limit(limit: int | None) -> int:
-    if limit is None:
-        return DEFAULT_PAGE
-    if not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"limit must be between 1 and {MAX_PAGE}.")
-    return limit
-
-
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -108,7 +84,7 @@ class Store:
         self.paths = paths
         self.db = Database(paths.database, readonly=readonly)
         self.blobs = BlobStore(paths.blobs, paths.tmp) if not readonly else _ReadOnlyBlobs(paths)
-        self.datasets = DatasetStore(self)
+        self.datasets = DatasetStore(self.db, self.blobs, self.paths.tmp)
         self.jobs = JobStore(self.db)
 
     def close(self) -> None:
@@ -120,10 +96,6 @@ class Store:
         row = self.db.connection().execute("SELECT value FROM revision WHERE id = 1").fetchone()
         return int(row[0])
 
-    @staticmethod
-    def _bump(conn: sqlite3.Connection) -> None:
-        conn.execute("UPDATE revision SET value = value + 1 WHERE id = 1")
-
     # -- models ---------------------------------------------------------------------------
 
     def create_model(
@@ -134,7 +106,7 @@ class Store:
             if self._model_id(conn, name, missing_ok=True) is not None:
                 raise Conflict(f"Model {name!r} already exists.", code="already_exists")
             self._insert_model(conn, name, description, tags or {})
-            self._bump(conn)
+            bump_revision(conn)
         return self.get_model(name)
 
     def _insert_model(
@@ -243,7 +215,7 @@ class Store:
             if tags is not None:
                 self._replace_tags(conn, "model_tags", "model_id", model_id, tags)
             conn.execute("UPDATE models SET updated_at = ? WHERE id = ?", (time.time(), model_id))
-            self._bump(conn)
+            bump_revision(conn)
         return self.get_model(name)
 
     @staticmethod
@@ -288,9 +260,9 @@ class Store:
                 if d is not None
             }  # model files, their ONNX twins and the copies they are served from
             conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
-            trashed = self._trash_unreferenced(conn, digests)
-            self._bump(conn)
-        return self._empty_trash(trashed)
+            trashed = trash_unreferenced(conn, self.blobs, self.paths.tmp, digests)
+            bump_revision(conn)
+        return empty_trash(trashed)
 
     # -- versions -------------------------------------------------------------------------
 
@@ -360,7 +332,7 @@ class Store:
                         "UPDATE versions SET status = 'ready', updated_at = ? WHERE id = ?",
                         (time.time(), version_id),
                     )
-                    self._bump(conn)
+                    bump_revision(conn)
             except Exception as exc:
                 self.set_status(
                     version_id, "failed", f"The file could not be stored: {type(exc).__name__}."
@@ -376,7 +348,7 @@ class Store:
         check_name(model)
         with self.db.read() as conn:
             row = self._resolve_row(conn, model, ref)
-            return self._version_record(conn, row)
+            return self.version_record(conn, row)
 
     def resolve(self, model: str, ref: str | int | None = None) -> VersionRecord:
         """What inference serves: `ref` if given, else the `production` alias, else `latest`."""
@@ -396,19 +368,19 @@ class Store:
         model_id = self._model_id(conn, model)
         if isinstance(parsed, int):
             row = conn.execute(
-                _VERSION_SELECT + "WHERE v.model_id = ? AND v.version = ?", (model_id, parsed)
+                VERSION_SELECT + "WHERE v.model_id = ? AND v.version = ?", (model_id, parsed)
             ).fetchone()
             what = f"version {parsed}"
         elif parsed == LATEST:
             row = conn.execute(
-                _VERSION_SELECT + "WHERE v.model_id = ? AND v.status = 'ready' "
+                VERSION_SELECT + "WHERE v.model_id = ? AND v.status = 'ready' "
                 "ORDER BY v.version DESC LIMIT 1",
                 (model_id,),
             ).fetchone()
             what = "ready version"
         else:
             row = conn.execute(
-                _VERSION_SELECT + "JOIN aliases a ON a.version_id = v.id "
+                VERSION_SELECT + "JOIN aliases a ON a.version_id = v.id "
                 "WHERE a.model_id = ? AND a.alias = ?",
                 (model_id, parsed),
             ).fetchone()
@@ -417,7 +389,8 @@ class Store:
             raise NotFound(f"Model {model!r} has no {what}.")
         return row
 
-    def _version_record(self, conn: sqlite3.Connection, row: sqlite3.Row) -> VersionRecord:
+    def version_record(self, conn: sqlite3.Connection, row: sqlite3.Row) -> VersionRecord:
+        """A version row with its tags and aliases (for the store's parts: twins, imports)."""
         tags = dict(
             conn.execute("SELECT key, value FROM version_tags WHERE version_id = ?", (row["id"],))
         )
@@ -440,11 +413,11 @@ class Store:
         with self.db.read() as conn:
             model_id = self._model_id(conn, model)
             rows = conn.execute(
-                _VERSION_SELECT + "WHERE v.model_id = ? AND v.version < ? "
+                VERSION_SELECT + "WHERE v.model_id = ? AND v.version < ? "
                 "ORDER BY v.version DESC LIMIT ?",
                 (model_id, before if before is not None else 2**62, limit + 1),
             ).fetchall()
-            records = [self._version_record(conn, row) for row in rows[:limit]]
+            records = [self.version_record(conn, row) for row in rows[:limit]]
         token = encode_token(records[-1].version) if len(rows) > limit else None
         return records, token
 
@@ -467,7 +440,7 @@ class Store:
             conn.execute(
                 "UPDATE versions SET updated_at = ? WHERE id = ?", (time.time(), row["id"])
             )
-            self._bump(conn)
+            bump_revision(conn)
         return self.get_version(model, row["version"])
 
     def delete_version(self, model: str, ref: str | int, *, force: bool = False) -> int:
@@ -488,16 +461,16 @@ class Store:
                     code="has_aliases",
                 )
             conn.execute("DELETE FROM versions WHERE id = ?", (row["id"],))
-            trashed = self._trash_unreferenced(conn, version_files(row))
-            self._bump(conn)
-        return self._empty_trash(trashed)
+            trashed = trash_unreferenced(conn, self.blobs, self.paths.tmp, version_files(row))
+            bump_revision(conn)
+        return empty_trash(trashed)
 
     def unconverted_pickles(self) -> list[VersionRecord]:
         """Ready pickle versions (plain or inside an MLflow zip) an earlier release stored
         without the skops copy servers load."""
         with self.db.read() as conn:
             rows = conn.execute(
-                _VERSION_SELECT + " WHERE v.status = 'ready' AND v.served_sha256 IS NULL AND "
+                VERSION_SELECT + " WHERE v.status = 'ready' AND v.served_sha256 IS NULL AND "
                 "(v.format = 'pickle' OR (v.format = 'mlflow' AND v.imported_globals != '[]')) "
                 "ORDER BY v.id"
             ).fetchall()
@@ -517,7 +490,7 @@ class Store:
                     "updated_at = ? WHERE id = ?",
                     (served.format, served.sha256, served.size, time.time(), version_id),
                 )
-                self._bump(conn)
+                bump_revision(conn)
             return True
         finally:
             served.temp.unlink(missing_ok=True)
@@ -528,7 +501,7 @@ class Store:
                 "UPDATE versions SET status = ?, status_message = ?, updated_at = ? WHERE id = ?",
                 (status, message, time.time(), version_id),
             )
-            self._bump(conn)
+            bump_revision(conn)
 
     # -- aliases --------------------------------------------------------------------------
 
@@ -549,7 +522,7 @@ class Store:
                 "updated_at = excluded.updated_at",
                 (row["model_id"], alias, row["id"], time.time()),
             )
-            self._bump(conn)
+            bump_revision(conn)
         return self.get_version(model, version)
 
     def delete_alias(self, model: str, alias: str) -> None:
@@ -562,7 +535,7 @@ class Store:
             )
             if cur.rowcount == 0:
                 raise NotFound(f"Model {model!r} has no alias {alias!r}.")
-            self._bump(conn)
+            bump_revision(conn)
 
     # -- files ----------------------------------------------------------------------------
 
@@ -579,31 +552,6 @@ class Store:
         if digest is None:
             raise NotFound(f"Version {record.version} of {record.model!r} has no file.")
         return self.blobs.path(digest), digest, fmt
-
-    def _trash_unreferenced(self, conn: sqlite3.Connection, digests: set[str]) -> list[Path]:
-        trashed = []
-        for sha in digests:
-            if is_referenced(conn, sha):
-                continue
-            source = self.blobs.path(sha)
-            target = self.paths.tmp / f"{TRASH_PREFIX}{sha}"
-            try:
-                source.replace(target)
-            except FileNotFoundError:
-                continue
-            trashed.append(target)
-        return trashed
-
-    @staticmethod
-    def _empty_trash(trashed: list[Path]) -> int:
-        freed = 0
-        for path in trashed:
-            try:
-                freed += path.stat().st_size
-                path.unlink()
-            except FileNotFoundError:
-                pass
-        return freed
 
 
 class _ReadOnlyBlobs(BlobStore):

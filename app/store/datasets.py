@@ -13,13 +13,13 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.errors import Conflict, NotFound
+from app.store.blobs import BlobStore
+from app.store.db import Database
 from app.store.records import iso
-
-if TYPE_CHECKING:
-    from app.store.catalog import Store
+from app.store.trash import empty_trash, trash_unreferenced
 
 _DATASET_ID = re.compile(r"[0-9a-f]{64}")
 MAX_NAME = 255
@@ -79,9 +79,10 @@ def clean_name(name: str | None) -> str:
 class DatasetStore:
     """The datasets half of the store; reached as `Store.datasets`."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._db = store.db
+    def __init__(self, db: Database, blobs: BlobStore, tmp: Path) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._tmp = tmp  # where retired files wait for the commit (trash.py)
 
     def add(
         self, temp: Path, sha256: str, size: int, name: str, row_count: int,
@@ -97,7 +98,7 @@ class DatasetStore:
                 if conn.execute("SELECT 1 FROM datasets WHERE id = ?", (sha256,)).fetchone():
                     created = False
                 else:
-                    self._store.blobs.adopt(temp, sha256)
+                    self._blobs.adopt(temp, sha256)
                     conn.execute(
                         "INSERT INTO datasets (id, name, size, row_count, columns, created_at) "
                         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -128,7 +129,7 @@ class DatasetStore:
         return [_record(row) for row in rows]
 
     def path(self, dataset_id: str) -> Path:
-        return self._store.blobs.path(self.get(dataset_id).id)
+        return self._blobs.path(self.get(dataset_id).id)
 
     def delete(self, dataset_id: str) -> int:
         """Delete a dataset and free its file; 409 while a queued or running job reads it."""
@@ -147,8 +148,8 @@ class DatasetStore:
                 )
             if conn.execute("DELETE FROM datasets WHERE id = ?", (record.id,)).rowcount == 0:
                 raise NotFound(f"No dataset with id {record.id!r}.")
-            trashed = self._store._trash_unreferenced(conn, {record.id})
-        return self._store._empty_trash(trashed)
+            trashed = trash_unreferenced(conn, self._blobs, self._tmp, {record.id})
+        return empty_trash(trashed)
 
 
 def _record(row: Any) -> DatasetRecord:

@@ -118,3 +118,9 @@ def migrate(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def bump_revision(conn: sqlite3.Connection) -> None:
+    """Say "what is served may have changed": inference polls this counter
+    (docs/architecture.md)."""
+    conn.execute("UPDATE revision SET value = value + 1 WHERE id = 1")

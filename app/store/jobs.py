@@ -25,6 +25,7 @@ from typing import Any
 
 from app.errors import BadRequest, Conflict, NotFound
 from app.store.db import Database
+from app.store.pages import check_limit, decode_token, encode_token
 from app.store.records import iso
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -144,7 +145,6 @@ class JobStore:
     ) -> tuple[list[JobRecord], str | None]:
         """A page of jobs, newest first, optionally of one status."""
         # Imported here: catalog.py imports this module to hang `jobs` on the Store.
-        from app.store.catalog import check_limit, decode_token, encode_token
 
         if status is not None and status not in STATUSES:
             raise BadRequest(f"status must be one of {', '.join(STATUSES)}.")

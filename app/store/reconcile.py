@@ -15,8 +15,10 @@ import time
 from dataclasses import dataclass
 
 from app.store.blobs import TEMP_PREFIX, durable_folder, file_sha256, fsync_dir
-from app.store.catalog import TRASH_PREFIX, Store
+from app.store.catalog import Store
+from app.store.db import bump_revision
 from app.store.references import referenced_digests
+from app.store.trash import TRASH_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ def reconcile(store: Store) -> ReconcileReport:
                 blobs.remove(sha)
                 report.orphans_removed += 1
         if report.changed():
-            store._bump(conn)
+            bump_revision(conn)
     if report.changed():
         log.info("reconciled data dir: %s", report)
     return report

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import NotFound
-from app.store.catalog import _VERSION_SELECT, Store
+from app.store.catalog import VERSION_SELECT, Store
+from app.store.db import bump_revision
+from app.store.trash import empty_trash, trash_unreferenced
 
 STATUSES = ("none", "queued", "verified", "failed", "unsupported")
 NEEDS_NO_TWIN = frozenset({"onnx"})  # already served by onnxruntime
@@ -37,10 +39,10 @@ class TrainingData:
 def version_by_id(store: Store, version_id: int) -> Any:
     """The version record of a row id (jobs carry ids: names can be deleted and reused)."""
     with store.db.read() as conn:
-        row = conn.execute(_VERSION_SELECT + "WHERE v.id = ?", (version_id,)).fetchone()
+        row = conn.execute(VERSION_SELECT + "WHERE v.id = ?", (version_id,)).fetchone()
         if row is None:
             raise NotFound(f"No version with id {version_id}.")
-        return store._version_record(conn, row)
+        return store.version_record(conn, row)
 
 
 def twin_state(store: Store, version_id: int) -> tuple[str, str | None, dict[str, Any]]:
@@ -97,9 +99,9 @@ def record_twin(store: Store, version_id: int, status: str, report: dict[str, An
                 (status, sha, json.dumps(report), time.time(), version_id),
             )
             retired = {row[0]} - {None, sha}
-            trashed = store._trash_unreferenced(conn, retired)
-            store._bump(conn)
-        store._empty_trash(trashed)
+            trashed = trash_unreferenced(conn, store.blobs, store.paths.tmp, retired)
+            bump_revision(conn)
+        empty_trash(trashed)
         return True
     finally:
         if temp is not None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from app.store import NewVersion, Store
-from app.store.catalog import TRASH_PREFIX
 from app.store.doctor import run_doctor
 from app.store.reconcile import reconcile
+from app.store.trash import TRASH_PREFIX
 
 
 def add(store: Store, model: str, data: bytes) -> object:
