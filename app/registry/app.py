@@ -14,6 +14,7 @@ from app.registry import dashboard, models_api, versions_api
 from app.registry.admission import UploadSlots
 from app.registry.api import ApiBlueprint, json_response, openapi_document
 from app.registry.context import Registry
+from app.registry.dashboard.access import cookie_token, is_public
 from app.registry.datasets_api import api as datasets_routes
 from app.registry.jobs_api import api as jobs_routes
 from app.registry.schemas import Health
@@ -65,8 +66,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
         policy.check(
             request.method,
             request.headers,
-            public=request.path in PUBLIC_PATHS or dashboard.is_public(request),
-            cookie_token=dashboard.cookie_token(request),
+            public=request.path in PUBLIC_PATHS or is_public(request),
+            cookie_token=cookie_token(request),
         )
 
     @app.after_request

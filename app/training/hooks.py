@@ -13,18 +13,25 @@ never fails the upload or the job that made the version.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from app.config import Settings
 from app.store import Store, VersionRecord
 from app.store.twins import NEEDS_NO_TWIN, mark_queued
 
-if TYPE_CHECKING:
-    from app.training.runner import JobRunner
+
+class JobSubmitter(Protocol):
+    """What a hook needs of the runner (runner.JobRunner), named here so the two modules do not
+    import each other."""
+
+    settings: Settings
+
+    def submit(self, kind: str, spec: dict[str, Any], *, model: str | None = None) -> Any: ...
 
 log = logging.getLogger(__name__)
 
 
-def on_version_ready(store: Store, runner: JobRunner, version: VersionRecord) -> None:
+def on_version_ready(store: Store, runner: JobSubmitter, version: VersionRecord) -> None:
     """Queue the ONNX twin build of a scikit-learn version (unless the setting twins is off)."""
     if not runner.settings.twins or version.format in NEEDS_NO_TWIN:
         return
@@ -33,7 +40,7 @@ def on_version_ready(store: Store, runner: JobRunner, version: VersionRecord) ->
                                   "version": version.version}, model=version.model)
 
 
-def version_ready(store: Store, runner: JobRunner, version: VersionRecord) -> None:
+def version_ready(store: Store, runner: JobSubmitter, version: VersionRecord) -> None:
     try:
         on_version_ready(store, runner, version)
     except Exception:

@@ -12,55 +12,19 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Request, request
+from flask import Blueprint, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from app.errors import Forbidden, ModelDepotError
-from app.registry.context import registry
+from app.registry.dashboard.access import NAME
 from app.resources import resource_error
 from app.security import SAFE_METHODS
 
 log = logging.getLogger(__name__)
-NAME = "dashboard"
 # No inline script or style anywhere, so the policy can forbid both: an injected tag does nothing.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-PUBLIC_ENDPOINTS = frozenset({f"{NAME}.static", f"{NAME}.auth.login", f"{NAME}.auth.login_post",
-                              f"{NAME}.predict.run"})
-
-
-def is_dashboard(req: Request) -> bool:
-    return (req.blueprint or "").split(".")[0] == NAME
-
-
-def is_public(req: Request) -> bool:
-    """Dashboard routes the registry lets through without the token (Host and Origin still apply).
-
-    The login form, the static files, a token link (its view checks the token itself), and the
-    prediction form: predictions need no token under auth=writes, and under auth=all the inference
-    server, which the form's post is handed to, asks for it.
-    """
-    if not is_dashboard(req):
-        return False
-    if req.endpoint in PUBLIC_ENDPOINTS:
-        return True
-    return req.method == "GET" and "token" in req.args
-
-
-def cookie_token(req: Request) -> str | None:
-    """The API token, if the request carries a logged-in session that may act for it.
-
-    A session counts for reads everywhere, but for writes only on dashboard routes, where the CSRF
-    token is checked too: a page on another local port is sent our cookie as well (cookies ignore
-    ports) and passes the Origin check (any loopback origin does), so an API upload that took the
-    cookie could be forged from there.
-    """
-    from app.registry.dashboard.web import logged_in
-
-    if req.method not in SAFE_METHODS and not is_dashboard(req):
-        return None
-    return registry().policy.token if logged_in() else None
 
 
 def create_blueprint() -> Blueprint:

@@ -13,7 +13,8 @@ from werkzeug.wrappers import Response
 
 from app.errors import ModelDepotError
 from app.registry.context import registry
-from app.registry.dashboard import cookie_token, inference
+from app.registry.dashboard import inference
+from app.registry.dashboard.access import cookie_token
 from app.registry.dashboard.web import form_text, page
 from app.store.names import check_name, parse_ref
 from app.store.records import VersionRecord

@@ -11,7 +11,8 @@ from app import __version__
 from app.diskspace import disk_use
 from app.errors import ServiceUnavailable
 from app.registry.context import registry
-from app.registry.dashboard import cookie_token, inference
+from app.registry.dashboard import inference
+from app.registry.dashboard.access import cookie_token
 from app.registry.dashboard.web import page
 
 bp = Blueprint("status", __name__)
