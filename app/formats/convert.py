@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
+from app.atomic import write_atomically
 from app.errors import ModelDepotError, UnsafeModel
 from app.formats.skops_format import trusted_types
 
@@ -48,7 +48,7 @@ def convert_pickle_to_skops(src: Path, dst: Path) -> bool:
         return False
     if expected.shape != got.shape or not same_predictions(expected, got):
         return False
-    _write_atomically(Path(dst), data)
+    write_atomically(Path(dst), data)
     return True
 
 
@@ -59,15 +59,3 @@ def same_predictions(a: Any, b: Any) -> bool:
         return bool(np.array_equal(a, b, equal_nan=True))
     except TypeError:  # equal_nan does not apply to object or string arrays
         return bool(np.array_equal(a, b))
-
-
-def _write_atomically(dst: Path, data: bytes) -> None:
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from app.atomic import fsync_dir
 from app.errors import NotFound
 
 CHUNK = 1 << 20
@@ -27,16 +28,6 @@ def durable_folder(folder: Path) -> None:
     if not folder.is_dir():
         folder.mkdir(exist_ok=True)
         fsync_dir(folder.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    if os.name == "nt":  # Windows cannot open a directory for fsync; NTFS journals the rename.
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def file_sha256(path: Path) -> str:

@@ -14,7 +14,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from app.store.blobs import TEMP_PREFIX, durable_folder, file_sha256, fsync_dir
+from app.atomic import fsync_dir
+from app.store.blobs import TEMP_PREFIX, durable_folder, file_sha256
 from app.store.catalog import Store
 from app.store.db import bump_revision
 from app.store.references import referenced_digests
