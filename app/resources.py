@@ -10,8 +10,11 @@ memory, 507 for a full disk, each naming the resource.
 from __future__ import annotations
 
 import errno
+import logging
 
 from app.errors import InsufficientStorage, ModelDepotError, OutOfResources
+
+log = logging.getLogger(__name__)
 
 Shortage = tuple[type[ModelDepotError], str, str]  # error class, code, message
 _MEMORY: Shortage = (OutOfResources, "out_of_memory",
@@ -57,3 +60,16 @@ def _classify(exc: BaseException) -> ModelDepotError | None:
         return None
     error_class, code, message = kind
     return error_class(message, code=code)
+
+
+def unexpected_error(exc: BaseException, server: str, where: str) -> ModelDepotError:
+    """What a server answers for an exception no handler expected: a shortage of descriptors,
+    memory or disk as what it is (logged as a warning), anything else as an internal error
+    (logged with its traceback) whose message names no path, type or version. The one path
+    every server's last-resort handler takes; each renders the error in its own shape."""
+    shortage = resource_error(exc)
+    if shortage is not None:
+        log.warning("%s: %s", where, exc)
+        return shortage
+    log.error("unhandled error on %s", where, exc_info=exc)
+    return ModelDepotError(f"The {server} hit an internal error; its log has the details.")

@@ -39,7 +39,7 @@ from app.inference.middleware import (
     error_status,
 )
 from app.inference.watcher import StoreWatcher, open_store
-from app.resources import resource_error
+from app.resources import resource_error, unexpected_error
 from app.security import SecurityPolicy, api_token
 from app.store import Store
 
@@ -225,9 +225,5 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> Response:
-        shortage = resource_error(exc)
-        if shortage is not None:
-            return await on_error(request, shortage)
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return await on_error(request, ModelDepotError(
-            "The inference server hit an internal error; its log has the details."))
+        return await on_error(request, unexpected_error(
+            exc, "inference server", f"{request.method} {request.url.path}"))

@@ -33,7 +33,7 @@ from app.inference.middleware import (
     send_body,
     send_error,
 )
-from app.resources import resource_error
+from app.resources import resource_error, unexpected_error
 
 log = logging.getLogger(__name__)
 _HEADER_LENGTH = "inference-header-content-length"
@@ -68,16 +68,9 @@ class PredictionRoutes:
             self.metrics.error(protocol, exc.status)
             await send_error(send, scope["path"], exc)
         except Exception as exc:
-            shortage = resource_error(exc)
-            if shortage is not None:
-                log.warning("prediction on %s: %s", scope["path"], exc)
-                self.metrics.error(protocol, shortage.status)
-                await send_error(send, scope["path"], shortage)
-                return
-            log.exception("prediction failed on %s", scope["path"])
-            self.metrics.error(protocol, 500)
-            await send_error(send, scope["path"], ModelDepotError(
-                "The inference server hit an internal error; its log has the details."))
+            error = unexpected_error(exc, "inference server", f"prediction on {scope['path']}")
+            self.metrics.error(protocol, error.status)
+            await send_error(send, scope["path"], error)
 
     async def _answer(self, protocol: str, name: str, ref: str | None, scope: Scope,
                       receive: Receive, send: Send, started: float) -> None:

@@ -18,7 +18,7 @@ from app.registry.dashboard.access import cookie_token, is_public
 from app.registry.datasets_api import api as datasets_routes
 from app.registry.jobs_api import api as jobs_routes
 from app.registry.schemas import Health
-from app.resources import resource_error
+from app.resources import resource_error, unexpected_error
 from app.security import SecurityPolicy, api_token
 from app.store import Store
 from app.training.runner import JobRunner
@@ -97,16 +97,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def on_crash(exc: Exception) -> Response:
-        shortage = resource_error(exc)
-        if shortage is not None:
-            log.warning("%s %s: %s", request.method, request.path, exc)
-            return on_error(shortage)
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_response(
-            {"error": {"code": "internal_error",
-                       "message": "The registry hit an internal error; its log has the details."}},
-            500,
-        )
+        return on_error(unexpected_error(exc, "registry", f"{request.method} {request.path}"))
 
     app.extensions["openapi"] = openapi_document("ModelDepot registry", __version__, BLUEPRINTS)
     for api in BLUEPRINTS:

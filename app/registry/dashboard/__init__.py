@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 
 from app.errors import Forbidden, ModelDepotError
 from app.registry.dashboard.access import NAME
-from app.resources import resource_error
+from app.resources import resource_error, unexpected_error
 from app.security import SAFE_METHODS
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,7 @@ def create_blueprint() -> Blueprint:
 
     @bp.errorhandler(Exception)
     def on_crash(exc: Exception) -> Response:
-        shortage = resource_error(exc)
-        if shortage is not None:
-            return on_error(shortage)
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return page("error.html", 500, code="internal_error",
-                    error="The registry hit an internal error; its log has the details.")
+        return on_error(unexpected_error(exc, "registry", f"{request.method} {request.path}"))
 
     bp.add_app_template_filter(filesize)
     bp.add_app_template_filter(when)
