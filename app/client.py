@@ -1,4 +1,5 @@
-"""A small HTTP client for the command line, on the standard library (fast to import).
+"""The one HTTP client: the command line, the dashboard's calls to the inference server and the
+supervisor's health probes all speak through `exchange`, on the standard library (fast to import).
 
 Uploads stream from disk: the multipart body yields the model file in chunks, so pushing a
 1 GB model never holds it in memory.
@@ -49,6 +50,53 @@ def _retry_after(response: http.client.HTTPResponse) -> float | None:
         return min(BACKOFF_CAP, max(0.0, float(value)))
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any  # parsed JSON when the server said application/json, else the raw bytes
+    retry_after: float | None = None  # a 503's Retry-After in seconds (capped), else None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def message(self) -> str:
+        """The server's own error sentence, from either error shape (registry and /v1 nested,
+        /v2 flat), or a plain one naming the status."""
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        if isinstance(error, dict):
+            error = error.get("message")
+        if isinstance(error, str) and error:
+            return error
+        return f"The server answered HTTP {self.status}."
+
+
+def exchange(host: str, port: int | None, method: str, path: str, *,
+             body: Iterable[bytes] | bytes | None = None, headers: dict[str, str] | None = None,
+             timeout: float, limit: int | None = None) -> Answer:
+    """One request on a fresh connection. Raises OSError (no answer, timeout) and
+    http.client.HTTPException (a broken answer) for the caller to name; reads at most `limit`
+    bytes of the body (None: all), and a body cut there is not parsed."""
+    conn = http.client.HTTPConnection(host.strip("[]"), port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers={"Connection": "close", **(headers or {})})
+        response = conn.getresponse()
+        raw = response.read() if limit is None else response.read(limit + 1)
+    finally:
+        conn.close()
+    parsed: Any = raw
+    is_json = (response.getheader("Content-Type") or "").startswith("application/json")
+    if raw and is_json and (limit is None or len(raw) <= limit):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw
+    elif not raw:
+        parsed = None
+    return Answer(response.status, parsed, _retry_after(response))
 
 
 def _notice(message: str) -> None:
@@ -119,35 +167,25 @@ class Client:
         # A refusal can be answered by sending the same body again only if it can be re-read.
         resendable = body is None or isinstance(body, bytes | MultipartBody)
         for attempt in range(RETRIES + 1):
-            response, raw = self._send(method, path, body, all_headers)
-            retry_after = _retry_after(response)
-            if retry_after is None or not resendable or attempt == RETRIES:
+            answer = self._send(method, path, body, all_headers)
+            if answer.retry_after is None or not resendable or attempt == RETRIES:
                 break
-            delay = retry_delay(attempt, retry_after)
+            delay = retry_delay(attempt, answer.retry_after)
             self.notice(f"the server is busy; sending {method} {path.split('?')[0]} again in "
                         f"{delay:.1f} s")
             time.sleep(delay)
-        content_type = response.getheader("Content-Type", "")
-        data = json.loads(raw) if raw and content_type.startswith("application/json") else raw
-        if response.status >= 400:
-            message = data.get("error") if isinstance(data, dict) else None
-            if isinstance(message, dict):
-                message = message.get("message")
-            error = ClientError(str(message or f"HTTP {response.status}"))
-            error.status = response.status
+        if answer.status >= 400:
+            error = ClientError(answer.message)
+            error.status = answer.status
             raise error
-        return data
+        return answer.body if answer.body is not None else b""
 
     def _send(self, method: str, path: str, body: Iterable[bytes] | bytes | None,
-              headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
+              headers: dict[str, str]) -> Answer:
         url = urlsplit(self.base_url)
-        conn = http.client.HTTPConnection(
-            url.hostname or "127.0.0.1", url.port, timeout=self.timeout
-        )
         try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            raw = response.read()
+            return exchange(url.hostname or "127.0.0.1", url.port, method, path, body=body,
+                            headers=headers, timeout=self.timeout)
         except http.client.HTTPException as exc:  # e.g. the server died mid-answer
             raise ClientError(
                 f"ModelDepot at {self.base_url} broke off its answer ({type(exc).__name__}). "
@@ -158,9 +196,6 @@ class Client:
                 f"Could not reach ModelDepot at {self.base_url} ({exc}). Is it running? "
                 "Start it with `modeldepot serve`."
             ) from exc
-        finally:
-            conn.close()
-        return response, raw
 
     def upload(self, model: str, path: Path, metadata: dict[str, Any]) -> Any:
         body = MultipartBody({"metadata": json.dumps(metadata)}, "file", path, path.name)

@@ -7,10 +7,10 @@ watch loop decides what that means for the child.
 from __future__ import annotations
 
 import http.client
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from app.client import exchange
 from app.net import url_host
 
 
@@ -26,17 +26,9 @@ class Probe:
 
 def probe(host: str, port: int, path: str, timeout: float = 1.0) -> Probe:
     """GET `path` and return the status code and the JSON body (if any)."""
-    conn = http.client.HTTPConnection(url_host(host).strip("[]"), port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"Accept": "application/json", "Connection": "close"})
-        response = conn.getresponse()
-        raw = response.read(64 << 10)
+        answer = exchange(url_host(host), port, "GET", path,
+                          headers={"Accept": "application/json"}, timeout=timeout, limit=64 << 10)
     except (OSError, http.client.HTTPException):
         return Probe(None)
-    finally:
-        conn.close()
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
-    return Probe(response.status, body)
+    return Probe(answer.status, answer.body if not isinstance(answer.body, bytes) else None)
