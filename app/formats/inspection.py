@@ -17,6 +17,7 @@ from app.formats.environment import (
 )
 from app.formats.predictor import require_predict
 from app.formats.signature import Signature, check_agrees, merge, signature_from_estimator
+from app.formats.structure import check_structures
 from app.formats.zip_safety import ZipLimits
 
 _LISTED_GLOBALS = 30
@@ -205,6 +206,7 @@ def _describe(
     declared: Signature | None,
     manifest: Signature | None = None,
 ) -> Inspection:
+    check_structures(estimator)
     require_predict(estimator)
     model_signature = signature_from_estimator(estimator)
     check_agrees(declared, model_signature, "declared signature")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from app.errors import BadRequest, InvalidModelFile
 from app.formats.signature import Signature, signature_from_estimator
+from app.formats.structure import check_structures
 
 if TYPE_CHECKING:
     import numpy as np
@@ -116,6 +117,7 @@ def load_predictor(path: Path, format: str, *, signature: Signature | None = Non
         )
     else:
         raise InvalidModelFile(f"Unknown model format {format!r}.")
+    check_structures(estimator)
     return SklearnPredictor(estimator, signature or signature_from_estimator(estimator))
 
 
