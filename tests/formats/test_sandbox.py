@@ -163,3 +163,13 @@ def test_confined_process_can_read_and_compute_but_not_write_connect_or_spawn(
     assert done.stdout.split() == ["DONE"], done.stdout
     assert not marker.exists()
     assert script.exists()
+
+
+@pytest.mark.parametrize("signal_number, name", [(11, "SIGSEGV"), (6, "SIGABRT"), (9, "SIGKILL")])
+def test_a_child_killed_by_a_signal_is_reported_by_name(signal_number: int, name: str) -> None:
+    """What the registry says when native code crashes the child (the structure checks now stop
+    the known crashes first, so the reporting is checked on its own)."""
+    from app.formats.sandbox import _result
+
+    with pytest.raises(InvalidModelFile, match=f"crashed the process that checks it \\({name}\\)"):
+        _result(None, -signal_number, False, SandboxLimits(), None, b"")

@@ -14,8 +14,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.registry import tabular
-from app.registry.tabular import InvalidCsv, inspect_csv, is_number
+from app.training import tabular
+from app.training.tabular import InvalidCsv, inspect_csv, is_number
 
 # The pattern the header check used before: \d+\.?\d* backtracks quadratically on a long run
 # of digits that does not match. Here it only judges short strings, as the reference.
@@ -74,7 +74,7 @@ PATHOLOGICAL = textwrap.dedent("""
     import resource, sys
     from pathlib import Path
     resource.setrlimit(resource.RLIMIT_CPU, (20, 20))
-    from app.registry.tabular import InvalidCsv, inspect_csv
+    from app.training.tabular import InvalidCsv, inspect_csv
     for name in sys.argv[1:]:
         try:
             inspect_csv(Path(name))
