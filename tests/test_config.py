@@ -89,7 +89,8 @@ def test_a_damaged_token_file_is_an_error_that_says_what_to_do(tmp_path: Path) -
 
 
 def test_the_cli_reaches_an_ipv6_loopback_server(tmp_path: Path) -> None:
-    from app.cli import build_parser, server_client
+    from app.cli import build_parser
+    from app.cli.common import server_client
 
     args = build_parser().parse_args(["models", "list", "--home", str(tmp_path),
                                       "--host", "::1", "--registry-port", "9000"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.jobs_cli import parse_param, progress_line
+from app.cli.jobs import parse_param, progress_line
 from tests.conftest import TOKEN
 from tests.live import free_port, start_registry, stop
 from tests.registry.jobdata import RF, classification_csv

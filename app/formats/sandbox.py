@@ -58,7 +58,7 @@ class SandboxLimits:
 
 
 def child_command() -> list[str]:
-    """This same program as the sandbox child (app/cli.py dispatches `sandbox-child` first)."""
+    """This same program as the sandbox child (app/cli/__init__.py dispatches it first)."""
     if getattr(sys, "frozen", False):
         return [sys.executable, "sandbox-child"]
     return [sys.executable, "-m", "app", "sandbox-child"]

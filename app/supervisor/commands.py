@@ -1,4 +1,4 @@
-"""What `modeldepot serve`, `status` and `stop` run (wired in app/cli.py)."""
+"""What `modeldepot serve`, `status` and `stop` run (wired in app/cli/servers.py)."""
 
 from __future__ import annotations
 

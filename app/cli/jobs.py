@@ -12,26 +12,17 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from app.cli.common import Command, print_json, registry_client
 from app.errors import BadRequest
 
 POLL_SECONDS = 0.5
 BAR_WIDTH = 30
 FINAL = ("succeeded", "failed", "cancelled")
 _DATASET_ID = re.compile(r"[0-9a-f]{64}")
-
-Command = Callable[..., argparse.ArgumentParser]
-
-
-def _client(args: argparse.Namespace) -> Any:
-    from app.cli import registry_client
-
-    return registry_client(args)
-
 
 def _job_path(job_id: str, tail: str = "") -> str:
     return f"/api/v1/jobs/{quote(job_id, safe='')}{tail}"
@@ -93,14 +84,14 @@ def cmd_datasets_push(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not path.is_file():
         raise BadRequest(f"No file at {path}.")
-    data = _client(args).upload_dataset(path, args.name)
+    data = registry_client(args).upload_dataset(path, args.name)
     names = ", ".join(c["name"] for c in data["columns"][:10])
     print(f"dataset {data['id']} ({data['row_count']} rows; columns {names})")
     return 0
 
 
 def cmd_datasets_list(args: argparse.Namespace) -> int:
-    page = _client(args).request("GET", "/api/v1/datasets")
+    page = registry_client(args).request("GET", "/api/v1/datasets")
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
@@ -124,7 +115,7 @@ def _dataset_id(client: Any, ref: str) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = registry_client(args)
     body: dict[str, Any] = {
         "kind": "train",
         "model": args.model,
@@ -157,7 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 # -- jobs ------------------------------------------------------------------------------------
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
-    page = _client(args).request("GET", "/api/v1/jobs",
+    page = registry_client(args).request("GET", "/api/v1/jobs",
                                  query={"status": args.status, "limit": args.limit})
     if args.json:
         print(json.dumps(page, indent=2))
@@ -170,12 +161,12 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
-    print(json.dumps(_client(args).request("GET", _job_path(args.id)), indent=2, sort_keys=True))
+    print_json(registry_client(args).request("GET", _job_path(args.id)))
     return 0
 
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
-    job = _client(args).request("DELETE", _job_path(args.id))
+    job = registry_client(args).request("DELETE", _job_path(args.id))
     if job["status"] == "cancelled":
         print(f"job {job['id']} cancelled")
     else:
@@ -184,7 +175,7 @@ def cmd_jobs_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_log(args: argparse.Namespace) -> int:
-    client = _client(args)
+    client = registry_client(args)
     after = 0
     while True:
         page = client.request("GET", _job_path(args.id, "/log"), query={"after": after})
