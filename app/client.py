@@ -36,7 +36,8 @@ class ClientError(ModelDepotError):
 def retry_delay(attempt: int, retry_after: float | None) -> float:
     """Seconds to wait before sending a refused request again (attempt counts from 0)."""
     backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
-    return max(backoff, retry_after or 0.0) * random.uniform(1.0, 1.5)
+    delay: float = max(backoff, retry_after or 0.0) * random.uniform(1.0, 1.5)
+    return delay
 
 
 def _retry_after(response: http.client.HTTPResponse) -> float | None:

@@ -14,8 +14,12 @@ if TYPE_CHECKING:
 
 
 class Predictor(Protocol):
-    signature: Signature | None
-    has_proba: bool
+    """What serving needs of a loaded model: scikit-learn's, an ONNX file's or a twin's."""
+
+    @property
+    def signature(self) -> Signature | None: ...
+    @property
+    def has_proba(self) -> bool: ...
 
     def predict(self, X: np.ndarray) -> np.ndarray: ...
 

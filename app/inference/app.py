@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
@@ -28,7 +29,7 @@ from app.inference import docs
 from app.inference.cache import ModelCache
 from app.inference.fastpath import PredictionRoutes
 from app.inference.loaded import Loader, ModelUnavailable
-from app.inference.metrics import CONTENT_TYPE_LATEST, InferenceMetrics
+from app.inference.metrics import InferenceMetrics
 from app.inference.middleware import (
     ASGIApp,
     Receive,

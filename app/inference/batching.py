@@ -21,11 +21,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app.errors import Unprocessable
+
+if TYPE_CHECKING:
+    from app.formats.predictor import Predictor
 
 Prediction = tuple[np.ndarray, np.ndarray | None]
 # A lone request whose model usually answers faster than this runs on the event loop.
@@ -48,7 +51,7 @@ class _Pending:
 class MicroBatcher:
     def __init__(
         self,
-        predictor: Any,
+        predictor: Predictor,
         executor: Executor,
         *,
         window_s: float,

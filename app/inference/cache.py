@@ -283,6 +283,7 @@ class ModelCache:
     async def list_models(self) -> list[Any]:
         if self.store is None:
             return []
+        models: list[Any]
         models, _ = await self._in_store(self.store.list_models, None, (), 1000)
         return models
 

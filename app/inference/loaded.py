@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,10 @@ from app.inference.inputs import InputSpec
 from app.inference.metrics import ModelMetrics
 from app.store import Store, VersionRecord
 from app.store.blobs import file_sha256
+
+if TYPE_CHECKING:
+    from app.formats.predictor import Predictor
+    from app.formats.signature import Signature
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +77,8 @@ class Prepared:
     """What the worker thread hands back: everything but the parts bound to the event loop."""
 
     record: VersionRecord
-    predictor: Any
-    signature: Any
+    predictor: Predictor
+    signature: Signature | None
     seconds: float
     twin_key: str | None = None
     engine: str = "scikit-learn"
@@ -206,7 +210,7 @@ def _load_twin(store: Store, record: VersionRecord, signature: Any, key: str
     return twin, len(data)
 
 
-def warm_up(predictor: Any, signature: Any, record: VersionRecord) -> None:
+def warm_up(predictor: Predictor, signature: Signature | None, record: VersionRecord) -> None:
     """One predict on a zero row, so the first client never pays lazy set-up, and a version that
     cannot predict at all never takes traffic."""
     n_features = getattr(signature, "n_features", None)
@@ -240,7 +244,7 @@ def _signature(record: VersionRecord) -> Any:
         return None
 
 
-def outputs_of(predictor: Any) -> tuple[str, ...]:
+def outputs_of(predictor: Predictor) -> tuple[str, ...]:
     outputs = ["predict"]
     if getattr(predictor, "has_proba", False):
         outputs.append("predict_proba")

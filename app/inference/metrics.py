@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,  # noqa: F401  (re-exported for the route)
     CollectorRegistry,
     Counter,
     Gauge,

@@ -387,7 +387,8 @@ class Store:
             what = f"alias {parsed!r}"
         if row is None:
             raise NotFound(f"Model {model!r} has no {what}.")
-        return row
+        found: sqlite3.Row = row
+        return found
 
     def version_record(self, conn: sqlite3.Connection, row: sqlite3.Row) -> VersionRecord:
         """A version row with its tags and aliases (for the store's parts: twins, imports)."""
