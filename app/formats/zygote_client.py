@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import IO
 
@@ -63,6 +64,7 @@ class Zygote:
         self._pending: dict[int, _Pending] = {}
         self._ids = itertools.count(1)
         self._alive = True
+        self.forked_any = False  # a zygote that dies before its first fork is not retried at once
         self._process: subprocess.Popen[bytes] | None = None
         self._channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         started = threading.Event()
@@ -121,6 +123,7 @@ class Zygote:
                     continue
                 if "pid" in message:
                     pending.pid = int(message["pid"])
+                    self.forked_any = True
                     if pending.kill_when_started:
                         _kill(pending.pid)
                 elif "status" in message:
@@ -181,9 +184,12 @@ class Zygote:
 
     def kill(self, pending: _Pending) -> None:
         """Kill a child by pid, only while its exit status has not arrived: after that the pid
-        may belong to another process."""
+        may belong to another process. (Between the zygote reaping a child and its message
+        arriving here the pid is free too, but for a moment far shorter than the kernel takes
+        to hand out every pid once.) A child whose zygote has ended is already dying by its
+        PR_SET_PDEATHSIG and is left alone."""
         with self._lock:
-            if pending.status is not None:
+            if pending.status is not None or not self._alive:
                 return
             if pending.pid is None:
                 pending.kill_when_started = True
@@ -236,26 +242,40 @@ def _close(fds: list[int]) -> None:
 _shared: Zygote | None = None
 _shared_pid = 0
 _shared_lock = threading.Lock()
+_not_before = 0.0
+# A zygote that ended before forking anything (it cannot import, or finds threads) would fail
+# the same way again: each check would pay its start and then fall back. Wait this long.
+RETRY_AFTER_FAILED_START = 60.0
 
 
 def shared_zygote() -> Zygote:
     """This process's zygote, started on first use and again after it died."""
-    global _shared, _shared_pid
+    global _shared, _shared_pid, _not_before
     with _shared_lock:
-        if _shared is not None and _shared_pid == os.getpid() and _shared.alive:
-            return _shared
         if _shared is not None and _shared_pid == os.getpid():
+            if _shared.alive:
+                return _shared
             _shared.close()
+            if not _shared.forked_any:
+                _not_before = time.monotonic() + RETRY_AFTER_FAILED_START
         _shared, _shared_pid = None, os.getpid()
-        _shared = Zygote()
+        if time.monotonic() < _not_before:
+            raise ZygoteLost("the last zygote ended before it forked anything; not yet retried")
+        try:
+            _shared = Zygote()
+        except ZygoteLost:
+            _not_before = time.monotonic() + RETRY_AFTER_FAILED_START
+            raise
         log.info("sandbox zygote started (pid %s)", _shared.pid)
         return _shared
 
 
 def shutdown_zygote() -> None:
-    """End this process's zygote, if it has one (at exit, and when the registry stops)."""
-    global _shared
+    """End this process's zygote, if it has one (at exit, and when the registry stops); the
+    next check starts one again, whatever happened to the last."""
+    global _shared, _not_before
     with _shared_lock:
+        _not_before = 0.0
         if _shared is not None and _shared_pid == os.getpid():
             _shared.close()
         _shared = None
@@ -263,8 +283,9 @@ def shutdown_zygote() -> None:
 
 def _forget_after_fork() -> None:
     """A process forked from the registry (a job worker) must not use or end its zygote."""
-    global _shared, _shared_lock
+    global _shared, _shared_lock, _not_before
     _shared_lock = threading.Lock()
+    _not_before = 0.0
     if _shared is not None:
         with contextlib.suppress(OSError):
             os.close(_shared._channel.detach())

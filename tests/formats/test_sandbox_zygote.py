@@ -326,3 +326,24 @@ def test_shutdown_ends_the_zygote_and_the_next_check_starts_another(
     path.write_bytes(skops.io.dumps(logreg))
     assert inspect_upload(path, trust=False, receive=blobs.receive).format == "skops"
     assert shared_zygote().pid not in (None, pid)
+
+
+def test_a_zygote_that_dies_before_forking_is_not_restarted_for_every_check(
+    logreg: Any, blobs: BlobStore, tmp_path: Path, caplog: pytest.LogCaptureFixture,  # noqa: F811
+) -> None:
+    """As if it could not import: each check would pay its start, then fall back."""
+    shutdown_zygote()
+    doomed = shared_zygote()
+    assert doomed.pid is not None
+    os.kill(doomed.pid, signal.SIGKILL)
+    wait_until(lambda: not doomed.alive, 30, "the registry sees the zygote end")
+    path = tmp_path / "m.skops"
+    path.write_bytes(skops.io.dumps(logreg))
+    with caplog.at_level(logging.WARNING, logger="app.formats.sandbox"):
+        for _ in range(2):
+            assert inspect_upload(path, trust=False, receive=blobs.receive).format == "skops"
+            assert sandbox_processes_of_this_test_process() == []
+    assert sum("not yet retried" in r.getMessage() for r in caplog.records) == 2
+    shutdown_zygote()  # an orderly stop forgets the failure
+    assert inspect_upload(path, trust=False, receive=blobs.receive).format == "skops"
+    assert shared_zygote().forked_any
