@@ -26,7 +26,8 @@ _PROBE_ROWS = 8
 # What the zygote imports before it forks: none of these starts a thread at import.
 FORK_SAFE = ("numpy", "scipy", "sklearn", "sklearn.utils", "skops.io", "joblib", "onnx", "yaml")
 # onnxruntime starts a native thread when imported, and a process that forks must have none
-# (the child would inherit its locks, not the thread), so each child imports it itself (~30 ms).
+# (the child would inherit its locks, not the thread), so each child imports it itself (some
+# tens of milliseconds; benchmarks/bench_sandbox.py).
 THREADED = ("onnxruntime",)
 
 
