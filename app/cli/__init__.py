@@ -46,6 +46,7 @@ def started_without_terminal() -> bool:
 
 
 SANDBOX_CHILD = "sandbox-child"  # internal: app/formats/sandbox.py starts it, never a person
+SANDBOX_ZYGOTE = "sandbox-zygote"  # internal: app/formats/zygote_client.py starts it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.formats.sandbox_child import main as sandbox_child
 
         return sandbox_child()
+    if args_given[:1] == [SANDBOX_ZYGOTE]:
+        from app.formats.zygote import main as sandbox_zygote
+
+        return sandbox_zygote(args_given[1:])
     parser = build_parser()
     if argv is None and len(sys.argv) == 1 and started_without_terminal():
         argv = ["serve", "--open"]  # a double-click: there is no terminal to print help to

@@ -1,6 +1,8 @@
 """Confine the current process before it opens a client's model file: limits and a seccomp filter.
 
-Used only by the sandbox child (app/formats/sandbox_child.py). After `confine()`:
+Used only by the sandbox child (app/formats/sandbox_child.py), whether started as a new process
+or forked by the zygote (app/formats/zygote.py), which calls `die_with_parent` but never
+confines itself. After `confine()`:
 - resource limits: address space, CPU seconds, open files, no core dumps, no file growth;
 - no new privileges (`PR_SET_NO_NEW_PRIVS`), not dumpable (no ptrace by the same user);
 - on Linux x86-64 and aarch64, a seccomp-BPF filter: no `execve`, no new processes (only threads),
@@ -239,6 +241,14 @@ def confine(limits: Limits) -> bool:
         return False
     _set_filter(program)
     return True
+
+
+def die_with_parent(parent: int) -> bool:
+    """Be killed when `parent` ends (Linux; elsewhere the sandbox relies on its pipes and
+    socket closing). False when `parent` has ended already, before this could take effect."""
+    if sys.platform == "linux":
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    return os.getppid() == parent
 
 
 def _filter_works_here(program: bytes) -> bool:

@@ -1,31 +1,34 @@
 """Open a client's model file in a throwaway, confined process: never in a server.
 
 Every file a client sends (an upload, a bundle, a mirrored version) is inspected by
-`inspect_upload`, which runs app/formats/sandbox_child.py in a new process of this same program
-and waits for its report. The child loads the file (a pickle only when trusted), checks it, makes
-the first prediction, and turns a pickle into the skops copy the version is served from; the
-servers load only skops and ONNX files. What the child can do is limited by app/formats/confine.py;
+`inspect_upload`, which runs app/formats/sandbox_child.py in a child process and waits for its
+report. The child loads the file (a pickle only when trusted), checks it, makes the first
+prediction, and turns a pickle into the skops copy the version is served from; the servers load
+only skops and ONNX files. What the child can do is limited by app/formats/confine.py;
 docs/security.md says what that guarantees.
 
-A process per file costs about a second of imports; in exchange a hostile or broken file can at
-worst crash or exhaust that process, which the parent reports as what happened (a signal, the
-memory or time limit) while the registry carries on.
+The child is forked by the zygote (app/formats/zygote.py, driven by zygote_client.py), which has
+imported the model libraries once, so a check costs tens of milliseconds instead of a second and
+a half of imports. If the zygote cannot be started or dies mid-request, that request is checked
+in a new process of this program (`sandbox-child`), as before the zygote existed: an upload
+never fails because of the zygote. Either way a hostile or broken file can at worst crash or
+exhaust its own child, which the parent reports as what happened (a signal, the memory or time
+limit) while the registry carries on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from app.errors import (
     InvalidModelFile,
@@ -36,7 +39,10 @@ from app.errors import (
     UnsafeModel,
 )
 from app.formats.inspection import Inspection, ServedForm
+from app.formats.sandbox_launch import sandbox_environment
 from app.formats.signature import Signature
+from app.formats.zygote_client import ZygoteLost, shared_zygote, zygote_supported
+from app.program import program_command
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +53,6 @@ _STDERR_KEPT = 16 << 10
 _ERRORS: dict[str, type[ModelDepotError]] = {
     cls.__name__: cls for cls in (InvalidModelFile, UnsafeModel, TrustRequired, Unprocessable)
 }
-# Secrets a child never needs and must not be handed.
-_DROPPED_ENV = ("MODELDEPOT_TOKEN",)
 
 
 @dataclass(frozen=True)
@@ -57,18 +61,47 @@ class SandboxLimits:
     seconds: float = 120
 
 
-def child_command() -> list[str]:
-    """This same program as the sandbox child (app/cli/__init__.py dispatches it first)."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable, "sandbox-child"]
-    return [sys.executable, "-m", "app", "sandbox-child"]
+class Child(Protocol):
+    """A running sandbox child: a new process, or one the zygote forked
+    (app/formats/zygote_client.py's ZygoteChild)."""
+
+    @property
+    def stdin(self) -> IO[bytes]: ...
+    @property
+    def stdout(self) -> IO[bytes]: ...
+    @property
+    def stderr(self) -> IO[bytes]: ...
+    def wait(self) -> int: ...
+    def kill(self) -> None: ...
 
 
-def _environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
-    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONDONTWRITEBYTECODE="1")
-    return env
+@dataclass
+class NewProcess:
+    """The sandbox child as a new process of this program (`sandbox-child`)."""
+
+    process: subprocess.Popen[bytes]
+    stdin: IO[bytes]
+    stdout: IO[bytes]
+    stderr: IO[bytes]
+
+    @classmethod
+    def start(cls) -> NewProcess:
+        process = subprocess.Popen(
+            program_command("sandbox-child"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=sandbox_environment(), close_fds=True,
+        )
+        assert process.stdin and process.stdout and process.stderr
+        return cls(process, process.stdin, process.stdout, process.stderr)
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+def _forked_child() -> Child:
+    return shared_zygote().spawn()
 
 
 def inspect_upload(
@@ -79,22 +112,32 @@ def inspect_upload(
     filename: str | None = None,
     declared_signature: Signature | None = None,
     limits: SandboxLimits = SandboxLimits(),
+    via_zygote: bool = True,
 ) -> Inspection:
     """Inspect `path` in the sandbox. For a pickle, the skops copy is streamed into `receive`
     (the store's temp files) and returned as `Inspection.served`; the caller owns that temp
     file. Raises the child's finding (InvalidModelFile, UnsafeModel, TrustRequired,
     Unprocessable), InvalidModelFile for a crash or a limit reached, and ServiceUnavailable when
-    this machine cannot start the process at all."""
+    this machine cannot start the process at all. `via_zygote=False` always starts a new
+    process (the benchmark compares both)."""
     request = {
         "path": str(path), "trust": trust, "filename": filename,
         "declared_signature": declared_signature.to_dict() if declared_signature else None,
         "memory_bytes": limits.memory_mb << 20, "cpu_seconds": max(1, math.ceil(limits.seconds)),
     }
+    if via_zygote and zygote_supported():
+        try:
+            return _inspect(request, _forked_child, limits, receive)
+        except ZygoteLost as exc:
+            log.warning("the sandbox zygote failed (%s); this file is checked in a new process",
+                        exc)
+    return _inspect(request, NewProcess.start, limits, receive)
+
+
+def _inspect(request: dict[str, Any], start: Callable[[], Child], limits: SandboxLimits,
+             receive: Receiver) -> Inspection:
     try:
-        proc = subprocess.Popen(
-            child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=_environment(), close_fds=True,
-        )
+        child = start()
     except OSError as exc:
         raise ServiceUnavailable(
             f"The registry could not start the process that checks model files: {exc.strerror}. "
@@ -104,38 +147,38 @@ def inspect_upload(
 
     def kill_on_time() -> None:
         killed.set()
-        proc.kill()
+        child.kill()
 
     timer = threading.Timer(limits.seconds, kill_on_time)
     stderr: list[bytes] = []
-    drain = threading.Thread(target=_keep_tail, args=(proc.stderr, stderr), daemon=True)
+    drain = threading.Thread(target=_keep_tail, args=(child.stderr, stderr), daemon=True)
     timer.start()
     drain.start()
     served: ServedForm | None = None
     try:
-        assert proc.stdin is not None and proc.stdout is not None
         try:
-            proc.stdin.write(json.dumps(request).encode() + b"\n")
-            proc.stdin.close()
+            child.stdin.write(json.dumps(request).encode() + b"\n")
+            child.stdin.close()
         except BrokenPipeError:
             pass  # the child died at once: its exit status says how
-        header = _read_header(proc.stdout)
+        header = _read_header(child.stdout)
         if header is not None and header.get("ok") and header.get("served"):
             size = int(header["served"]["size"])
-            temp, sha, got = receive(_exactly(proc.stdout, size))
+            temp, sha, got = receive(_exactly(child.stdout, size))
             served = ServedForm(str(header["served"]["format"]), temp, sha, got)
-        returncode = proc.wait()
+        returncode = child.wait()
     except BaseException:
-        proc.kill()
-        proc.wait()
+        child.kill()
+        with contextlib.suppress(ZygoteLost):
+            child.wait()
         if served is not None:
             served.temp.unlink(missing_ok=True)
         raise
     finally:
         timer.cancel()
         drain.join(timeout=5)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
+        for stream in (child.stdin, child.stdout, child.stderr):
+            with contextlib.suppress(OSError):
                 stream.close()
     try:
         return _result(header, returncode, killed.is_set(),

@@ -1,7 +1,8 @@
 """The sandbox child: open one client model file, confined, and report what was found.
 
 Started by app/formats/sandbox.py as `modeldepot sandbox-child` (`python -m app sandbox-child`
-from source) with a one-line JSON request on stdin. It imports the model libraries, confines
+from source), or forked by the zygote (app/formats/zygote.py) that has imported the libraries
+already, with a one-line JSON request on stdin. It imports the model libraries, confines
 itself (app/formats/confine.py), then inspects the file exactly as an upload is inspected,
 validates its structures, makes a first prediction (the canary: a file that crashes native code
 crashes this throwaway process, not a server), and for a pickle writes the skops copy the version
@@ -22,21 +23,33 @@ from app.formats.confine import Limits, confine
 
 log = logging.getLogger("modeldepot.sandbox")
 _PROBE_ROWS = 8
-_HEAVY = ("numpy", "scipy", "sklearn", "sklearn.utils", "skops.io", "joblib", "onnx",
-          "onnxruntime", "yaml")
+# What the zygote imports before it forks: none of these starts a thread at import.
+FORK_SAFE = ("numpy", "scipy", "sklearn", "sklearn.utils", "skops.io", "joblib", "onnx", "yaml")
+# onnxruntime starts a native thread when imported, and a process that forks must have none
+# (the child would inherit its locks, not the thread), so each child imports it itself (some
+# tens of milliseconds; benchmarks/bench_sandbox.py).
+THREADED = ("onnxruntime",)
 
 
-def _preload() -> None:
+def preload(names: tuple[str, ...] = FORK_SAFE + THREADED) -> None:
     """Import what inspection needs before confinement: importing reads files, which stays
     allowed, but a onefile binary may still have to unpack these (app/lazy_unpack.py), which
     writes."""
     import importlib
 
-    for name in _HEAVY:
+    for name in names:
         importlib.import_module(name)
     import sklearn.utils  # noqa: F401  (all_estimators imports every estimator module)
 
     from app.formats import inspection, predictor, skops_format  # noqa: F401
+
+
+def single_threaded_environment() -> None:
+    """No BLAS or OpenMP thread pools: the child's work is small, and the zygote must stay a
+    single thread to fork safely."""
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    sys.dont_write_bytecode = True
 
 
 def probe_rows(n_features: int, dtype: str | None) -> Any:
@@ -138,11 +151,23 @@ def _answer(out: BinaryIO, header: dict[str, Any], payload: bytes = b"") -> None
 
 
 def main() -> int:
-    out = sys.stdout.buffer
+    """`sandbox-child`: a new process that imports everything itself."""
+    request = read_request()
+    single_threaded_environment()
+    preload()
+    return answer(request)
+
+
+def read_request() -> dict[str, Any]:
     request = json.loads(sys.stdin.buffer.readline())
-    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"
-    sys.dont_write_bytecode = True
-    _preload()
+    if not isinstance(request, dict):
+        raise ValueError("the sandbox request is not a JSON object")
+    return request
+
+
+def answer(request: dict[str, Any]) -> int:
+    """Confine this process, inspect the requested file, write the answer to stdout."""
+    out = sys.stdout.buffer
     try:
         confined = confine(Limits(memory_bytes=int(request["memory_bytes"]),
                                   cpu_seconds=int(request["cpu_seconds"])))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from app.config import Settings
 from app.parentwatch import SUPERVISOR_PID_ENV
 from app.prctl import PR_SET_PDEATHSIG, libc_prctl
+from app.program import program_command
 from app.supervisor.notify import NOTIFY_ENV_VARS
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,6 @@ REGISTRY = ChildSpec("registry", "registry_port", "/api/v1/health", "/api/v1/hea
 INFERENCE = ChildSpec("inference", "inference_port", "/v2/health/live", "/v2/health/ready",
                       "inference server")
 CHILDREN = (REGISTRY, INFERENCE)
-
-
-def child_command(role: str) -> list[str]:
-    """The same program with another sub-command: the frozen binary itself, or `python -m app`."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable, role]
-    return [sys.executable, "-m", "app", role]
 
 
 def child_environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -91,7 +85,7 @@ def spawn(spec: ChildSpec, settings: Settings) -> subprocess.Popen[bytes]:
             # only ever spawned from the supervisor's main thread.
             kwargs["preexec_fn"] = lambda: _die_with_parent(prctl, parent)
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
-        child_command(spec.role),
+        program_command(spec.role),
         env=child_environment(settings),
         stdin=subprocess.DEVNULL,
         close_fds=True,
