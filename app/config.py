@@ -128,6 +128,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).", _parse_size
     ),
+    Setting(
+        "require_signed_imports",
+        False,
+        "Refuse model bundles not signed by a trusted publisher key (default: import them with "
+        "a warning on each version).",
+        _parse_bool,
+    ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -189,6 +196,7 @@ class Settings:
     twins: bool = True
     pool_size: int = DEFAULT_POOL_SIZE
     max_dataset_bytes: int = 1 << 30
+    require_signed_imports: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

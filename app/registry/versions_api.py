@@ -6,7 +6,6 @@ import logging
 
 from flask import Response, request, send_file
 
-from app.errors import Unauthorized
 from app.formats import Signature, inspect_upload
 from app.registry.api import ApiBlueprint, json_body, json_response, parse_model
 from app.registry.context import registry
@@ -22,8 +21,9 @@ from app.registry.schemas import (
     VersionPage,
     VersionPatch,
 )
+from app.registry.services import new_version, require_token_for_trust
 from app.registry.uploads import ReceivedUpload, receive_upload
-from app.store import NewVersion, VersionRecord
+from app.store import VersionRecord
 from app.store.names import check_alias, check_description, check_name, check_tags
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,7 @@ def store_upload(
     check_description(meta.description)
     check_tags(meta.tags)
     declared = Signature.from_dict(meta.signature) if meta.signature is not None else None
-    if meta.trust and not token_presented:
-        # Checked before inspection: with trust, inspection loads the file, which runs code.
-        raise Unauthorized(
-            "Trusting a pickle means running its code on this machine, so trust=true needs "
-            "the API token even when other writes don't."
-        )
+    require_token_for_trust(meta.trust, token_presented)
     import_model_libraries()
     inspection = inspect_upload(
         upload.temp, trust=meta.trust, filename=upload.filename, declared_signature=declared
@@ -77,19 +72,8 @@ def store_upload(
         upload.temp,
         upload.sha256,
         upload.size,
-        NewVersion(
-            format=inspection.format,
-            format_detail=inspection.format_detail,
-            signature=inspection.signature.to_dict() if inspection.signature else None,
-            metrics=meta.metrics,
-            params=meta.params,
-            description=meta.description,
-            source="upload",
-            imported_globals=inspection.imported_globals,
-            environment=inspection.environment,
-            warnings=inspection.warnings,
-            tags=meta.tags,
-        ),
+        new_version(inspection, metrics=meta.metrics, params=meta.params,
+                    description=meta.description, tags=meta.tags, source="upload"),
     )
     log.info("stored %s version %d (%s, %d bytes)", name, record.version, record.format,
              record.size or 0)

@@ -282,47 +282,13 @@ class Store:
         in one transaction. The caller's temp file is consumed either way.
         """
         check_name(model)
-        now = time.time()
         try:
             with self.db.write() as conn:
                 model_id = self._model_id(conn, model, missing_ok=True)
                 if model_id is None:
                     model_id = self._insert_model(conn, model, "", {})
-                number = conn.execute(
-                    "UPDATE models SET next_version = next_version + 1, updated_at = ? "
-                    "WHERE id = ? RETURNING next_version - 1",
-                    (now, model_id),
-                ).fetchone()[0]
-                cur = conn.execute(
-                    "INSERT INTO versions (model_id, version, status, format, format_detail, "
-                    "sha256, size, signature, metrics, params, description, source, "
-                    "imported_globals, environment, warnings, created_at, updated_at, dataset_id) "
-                    "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        model_id,
-                        number,
-                        new.format,
-                        new.format_detail,
-                        sha256,
-                        size,
-                        json.dumps(new.signature) if new.signature is not None else None,
-                        json.dumps(new.metrics),
-                        json.dumps(new.params),
-                        new.description,
-                        new.source,
-                        json.dumps(list(new.imported_globals)),
-                        json.dumps(new.environment),
-                        json.dumps(list(new.warnings)),
-                        now,
-                        now,
-                        new.dataset_id,
-                    ),
-                )
-                version_id = int(cur.lastrowid or 0)
-                conn.executemany(
-                    "INSERT INTO version_tags (version_id, key, value) VALUES (?, ?, ?)",
-                    [(version_id, k, v) for k, v in new.tags.items()],
-                )
+                number, version_id = self._insert_version(conn, model_id, "pending", sha256,
+                                                          size, new)
                 self._bump(conn)
             try:
                 with self.db.write() as conn:
@@ -340,6 +306,51 @@ class Store:
         finally:
             temp.unlink(missing_ok=True)
         return self.get_version(model, number)
+
+    def _insert_version(
+        self, conn: sqlite3.Connection, model_id: int, status: str, sha256: str, size: int,
+        new: NewVersion, origin: dict[str, Any] | None = None,
+    ) -> tuple[int, int]:
+        """Insert the model's next version with its tags; returns (version number, row id)."""
+        now = time.time()
+        number = int(conn.execute(
+            "UPDATE models SET next_version = next_version + 1, updated_at = ? "
+            "WHERE id = ? RETURNING next_version - 1",
+            (now, model_id),
+        ).fetchone()[0])
+        cur = conn.execute(
+            "INSERT INTO versions (model_id, version, status, format, format_detail, "
+            "sha256, size, signature, metrics, params, description, source, "
+            "imported_globals, environment, warnings, created_at, updated_at, dataset_id, origin) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                model_id,
+                number,
+                status,
+                new.format,
+                new.format_detail,
+                sha256,
+                size,
+                json.dumps(new.signature) if new.signature is not None else None,
+                json.dumps(new.metrics),
+                json.dumps(new.params),
+                new.description,
+                new.source,
+                json.dumps(list(new.imported_globals)),
+                json.dumps(new.environment),
+                json.dumps(list(new.warnings)),
+                now,
+                now,
+                new.dataset_id,
+                json.dumps(origin) if origin is not None else None,
+            ),
+        )
+        version_id = int(cur.lastrowid or 0)
+        conn.executemany(
+            "INSERT INTO version_tags (version_id, key, value) VALUES (?, ?, ?)",
+            [(version_id, k, v) for k, v in new.tags.items()],
+        )
+        return number, version_id
 
     def get_version(self, model: str, ref: str | int) -> VersionRecord:
         check_name(model)

@@ -47,6 +47,7 @@ class VersionRecord:
     twin_status: str = "none"
     twin_sha256: str | None = None
     twin_report: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, Any] | None = None  # where an imported version came from (app/fleet)
 
     @property
     def twin_enabled(self) -> bool:
@@ -83,6 +84,7 @@ class VersionRecord:
             twin_status=row["twin_status"],
             twin_sha256=row["twin_sha256"],
             twin_report=json.loads(row["twin_report"] or "{}"),
+            origin=json.loads(row["origin"]) if row["origin"] else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +110,7 @@ class VersionRecord:
             "dataset_id": self.dataset_id,
             "twin": {"status": self.twin_status, "sha256": self.twin_sha256,
                      "enabled": self.twin_enabled, "report": self.twin_report},
+            "origin": self.origin,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }
