@@ -16,6 +16,7 @@ from urllib.parse import quote
 from app import __version__
 from app.config import SETTINGS, Settings, resolve
 from app.errors import ModelDepotError
+from app.fleet.commands import add_commands as add_fleet_commands
 from app.jobs_cli import add_commands as add_job_commands
 
 CLIENT_SETTINGS = ("home", "host", "registry_port", "inference_port", "token")
@@ -366,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", "-f", type=Path, help="Read the JSON from a file ('-' for stdin).")
     p.add_argument("--proba", action="store_true", help="Also return class probabilities.")
     add_job_commands(sub, command)  # datasets, train, jobs
+    add_fleet_commands(sub, command)  # export, import, keys
     return parser
 
 

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
 from app.errors import ModelDepotError
@@ -73,7 +73,10 @@ class Client:
         body: Iterable[bytes] | bytes | None = None,
         headers: dict[str, str] | None = None,
         query: dict[str, Any] | None = None,
+        sink: BinaryIO | None = None,
     ) -> Any:
+        """Send a request; the JSON answer (or raw bytes), or with `sink` a successful answer
+        copied into it in 1 MiB chunks (the bytes written): a bundle may exceed memory."""
         url = urlsplit(self.base_url)
         conn = http.client.HTTPConnection(
             url.hostname or "127.0.0.1", url.port, timeout=self.timeout
@@ -89,6 +92,8 @@ class Client:
         try:
             conn.request(method, path, body=body, headers=all_headers)
             response = conn.getresponse()
+            if sink is not None and response.status < 400:
+                return _copy(response, sink)
             raw = response.read()
         except http.client.HTTPException as exc:  # e.g. the server died mid-answer
             raise ClientError(
@@ -131,3 +136,14 @@ class Client:
             body=body,
             headers={"Content-Type": body.content_type, "Content-Length": str(body.length)},
         )
+
+
+def _copy(response: http.client.HTTPResponse, sink: BinaryIO) -> int:
+    expected = response.getheader("Content-Length")
+    written = 0
+    while chunk := response.read(1 << 20):
+        sink.write(chunk)
+        written += len(chunk)
+    if expected is not None and written != int(expected):
+        raise http.client.IncompleteRead(b"", int(expected) - written)
+    return written
