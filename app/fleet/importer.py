@@ -194,7 +194,8 @@ class ImportSession:
                                  "bundle_version": incoming.origin["version"],
                                  "sha256": incoming.sha256, "format": incoming.new.format,
                                  "twin": "travelled" if incoming.twin else "built here"})
-            report.new_versions.append((incoming.model, number, incoming.twin is not None))
+            if not self.options.dry_run:
+                report.new_versions.append((incoming.model, number, incoming.twin is not None))
         for incoming, number in outcome.present:
             self._report_present(report, incoming.model, incoming.origin["version"], number)
         for (model, bundle_version), number in self.present.items():
