@@ -22,7 +22,14 @@ from app.fleet.manifest import (
     Selection,
     build_manifest,
 )
-from app.fleet.tarstream import CHUNK, archive_length, end_of_archive, member_header, padding
+from app.fleet.tarstream import (
+    CHUNK,
+    archive_length,
+    end_of_archive,
+    member_header,
+    member_length,
+    padding,
+)
 from app.store import ModelRecord, Store, VersionRecord
 from app.store.blobs import BlobStore
 from app.store.names import check_name
@@ -62,7 +69,7 @@ class Bundle:
             yield member_header(BLOB_PREFIX + sha, size)
             yield from _file_chunks(blobs, sha, size)
             yield padding(size)
-            written += 512 + size + len(padding(size))
+            written += member_length(size)
         yield end_of_archive(written)
 
 
