@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
 from app.errors import ModelDepotError
@@ -77,14 +77,17 @@ class Answer:
 
 def exchange(host: str, port: int | None, method: str, path: str, *,
              body: Iterable[bytes] | bytes | None = None, headers: dict[str, str] | None = None,
-             timeout: float, limit: int | None = None) -> Answer:
+             timeout: float, limit: int | None = None, sink: BinaryIO | None = None) -> Answer:
     """One request on a fresh connection. Raises OSError (no answer, timeout) and
     http.client.HTTPException (a broken answer) for the caller to name; reads at most `limit`
-    bytes of the body (None: all), and a body cut there is not parsed."""
+    bytes of the body (None: all), and a body cut there is not parsed. With `sink`, a successful
+    answer's body is copied into it instead, and the Answer's body is the bytes written."""
     conn = http.client.HTTPConnection(host.strip("[]"), port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers={"Connection": "close", **(headers or {})})
         response = conn.getresponse()
+        if sink is not None and response.status < 400:
+            return Answer(response.status, _copy(response, sink))
         raw = response.read() if limit is None else response.read(limit + 1)
     finally:
         conn.close()
@@ -156,7 +159,10 @@ class Client:
         body: Iterable[bytes] | bytes | None = None,
         headers: dict[str, str] | None = None,
         query: dict[str, Any] | None = None,
+        sink: BinaryIO | None = None,
     ) -> Any:
+        """Send a request; the JSON answer (or raw bytes), or with `sink` a successful answer
+        copied into it in 1 MiB chunks (the bytes written): a bundle may exceed memory."""
         all_headers = {"Accept": "application/json", **(headers or {})}
         if self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"
@@ -168,7 +174,7 @@ class Client:
         # A refusal can be answered by sending the same body again only if it can be re-read.
         resendable = body is None or isinstance(body, bytes | MultipartBody)
         for attempt in range(RETRIES + 1):
-            answer = self._send(method, path, body, all_headers)
+            answer = self._send(method, path, body, all_headers, sink)
             if answer.retry_after is None or not resendable or attempt == RETRIES:
                 break
             delay = retry_delay(attempt, answer.retry_after)
@@ -182,11 +188,11 @@ class Client:
         return answer.body if answer.body is not None else b""
 
     def _send(self, method: str, path: str, body: Iterable[bytes] | bytes | None,
-              headers: dict[str, str]) -> Answer:
+              headers: dict[str, str], sink: BinaryIO | None = None) -> Answer:
         url = urlsplit(self.base_url)
         try:
             return exchange(url.hostname or "127.0.0.1", url.port, method, path, body=body,
-                            headers=headers, timeout=self.timeout)
+                            headers=headers, timeout=self.timeout, sink=sink)
         except http.client.HTTPException as exc:  # e.g. the server died mid-answer
             raise ClientError(
                 f"ModelDepot at {self.base_url} broke off its answer ({type(exc).__name__}). "
@@ -216,3 +222,14 @@ class Client:
             body=body,
             headers={"Content-Type": body.content_type, "Content-Length": str(body.length)},
         )
+
+
+def _copy(response: http.client.HTTPResponse, sink: BinaryIO) -> int:
+    expected = response.getheader("Content-Length")
+    written = 0
+    while chunk := response.read(1 << 20):
+        sink.write(chunk)
+        written += len(chunk)
+    if expected is not None and written != int(expected):
+        raise http.client.IncompleteRead(b"", int(expected) - written)
+    return written

@@ -147,6 +147,13 @@ SETTINGS: tuple[Setting, ...] = (
         "503 and Retry-After, and the command line sends it again.",
         _parse_at_least_one,
     ),
+    Setting(
+        "require_signed_imports",
+        False,
+        "Refuse model bundles not signed by a trusted publisher key (default: import them with "
+        "a warning on each version).",
+        _parse_bool,
+    ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -217,6 +224,7 @@ class Settings:
     sandbox_memory_mb: int = _default("sandbox_memory_mb")
     sandbox_seconds: int = _default("sandbox_seconds")
     max_uploads_in_progress: int = _default("max_uploads_in_progress")
+    require_signed_imports: bool = _default("require_signed_imports")
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

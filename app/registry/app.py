@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from app import __version__
 from app.config import Settings
 from app.errors import ModelDepotError
-from app.registry import dashboard, models_api, versions_api
+from app.registry import bundles_api, dashboard, models_api, versions_api
 from app.registry.admission import UploadSlots
 from app.registry.api import ApiBlueprint, json_response, openapi_document
 from app.registry.context import Registry
@@ -38,7 +38,8 @@ def openapi() -> Response:
     return json_response(current_app.extensions["openapi"])
 
 
-BLUEPRINTS = [system, models_api.api, versions_api.api, datasets_routes, jobs_routes]
+BLUEPRINTS = [system, models_api.api, versions_api.api, datasets_routes, jobs_routes,
+              bundles_api.api]
 
 _HTTP_CODES = {
     400: "bad_request",

@@ -22,8 +22,8 @@ def query_int(name: str) -> int | None:
     return int(raw)
 
 
-def query_flag(name: str) -> bool:
-    raw = request.args.get(name, "false").lower()
+def query_flag(name: str, default: bool = False) -> bool:
+    raw = request.args.get(name, "true" if default else "false").lower()
     if raw not in ("true", "false", "1", "0"):
         raise BadRequest(f"Query parameter {name} must be true or false.")
     return raw in ("true", "1")

@@ -105,6 +105,11 @@ class Version(BaseModel):
         default=None, description="The dataset a training job fitted this version on."
     )
     twin: Twin = Field(description="The compiled ONNX twin that inference serves when verified")
+    origin: dict[str, Any] | None = Field(
+        default=None,
+        description="Where an imported version came from: {kind: bundle|mirror|mlflow, "
+        "publisher_key (or 'unsigned'), instance, model, version, upstream}; null if made here.",
+    )
     created_at: str
     updated_at: str
 
@@ -122,6 +127,35 @@ class VersionPage(BaseModel):
 class Deleted(BaseModel):
     deleted: bool
     freed_bytes: int
+
+
+class ImportResult(BaseModel):
+    dry_run: bool
+    publisher: dict[str, Any] = Field(
+        description="instance, app_version, key (id of the trusted key that signed it, or null) "
+        "and trusted_as (that key's local name)")
+    added: list[dict[str, Any]] = Field(
+        description="{model, version (local number), bundle_version, sha256, format, twin}")
+    present: list[dict[str, Any]] = Field(
+        description="Versions whose file the model already had: {model, version, bundle_version}")
+    aliases: list[dict[str, Any]] = Field(description="Aliases moved: {model, alias, from, to}")
+    warnings: list[str]
+
+
+class PublicKeyOut(BaseModel):
+    name: str
+    id: str = Field(description="The key id a bundle's manifest names (publisher.key)")
+    key: str = Field(description="The public key line: modeldepot-ed25519 <base64> <name>")
+
+
+class KeyList(BaseModel):
+    key: PublicKeyOut | None = Field(description="This box's key (signs its exports), if any")
+    trusted: list[PublicKeyOut]
+
+
+class TrustKey(Strict):
+    key: str = Field(description="A public key line, as `modeldepot keys show` prints it")
+    name: str | None = Field(default=None, description="The name to trust it as")
 
 
 class UploadForm(BaseModel):

@@ -10,13 +10,14 @@ from typing import Any
 from flask import request
 
 from app.config import Settings
-from app.errors import Unauthorized, Unprocessable
+from app.errors import Unprocessable
 from app.formats import SandboxLimits, Signature, inspect_upload
+from app.intake import new_version, require_token_for_trust
 from app.registry.context import registry
 from app.registry.libraries import import_model_libraries
 from app.registry.schemas import VersionMetadata
 from app.registry.uploads import ReceivedUpload, receive_upload
-from app.store import NewVersion, VersionRecord
+from app.store import VersionRecord
 from app.store.datasets import DatasetRecord
 from app.store.jobs import JobRecord
 from app.store.names import check_description, check_tags
@@ -46,35 +47,15 @@ def store_upload(
     check_description(meta.description)
     check_tags(meta.tags)
     declared = Signature.from_dict(meta.signature) if meta.signature is not None else None
-    if meta.trust and not token_presented:
-        # Checked before inspection: with trust, inspection loads the file, which runs code.
-        raise Unauthorized(
-            "Trusting a pickle means running its code on this machine, so trust=true needs "
-            "the API token even when other writes don't."
-        )
+    require_token_for_trust(meta.trust, token_presented)
     inspection = inspect_upload(
         upload.temp, trust=meta.trust, filename=upload.filename, declared_signature=declared,
         receive=reg.store.blobs.receive, limits=sandbox_limits(reg.settings),
     )
     record = reg.store.add_version(
-        name,
-        upload.temp,
-        upload.sha256,
-        upload.size,
-        NewVersion(
-            format=inspection.format,
-            format_detail=inspection.format_detail,
-            signature=inspection.signature.to_dict() if inspection.signature else None,
-            metrics=meta.metrics,
-            params=meta.params,
-            description=meta.description,
-            source="upload",
-            imported_globals=inspection.imported_globals,
-            environment=inspection.environment,
-            warnings=inspection.warnings,
-            tags=meta.tags,
-            served=inspection.served,
-        ),
+        name, upload.temp, upload.sha256, upload.size,
+        new_version(inspection, metrics=meta.metrics, params=meta.params,
+                    description=meta.description, tags=meta.tags, source="upload"),
     )
     log.info("stored %s version %d (%s, %d bytes)", name, record.version, record.format,
              record.size or 0)

@@ -103,13 +103,13 @@ class Store:
     ) -> ModelRecord:
         check_name(name)
         with self.db.write() as conn:
-            if self._model_id(conn, name, missing_ok=True) is not None:
+            if self.model_id(conn, name, missing_ok=True) is not None:
                 raise Conflict(f"Model {name!r} already exists.", code="already_exists")
-            self._insert_model(conn, name, description, tags or {})
+            self.insert_model(conn, name, description, tags or {})
             bump_revision(conn)
         return self.get_model(name)
 
-    def _insert_model(
+    def insert_model(
         self, conn: sqlite3.Connection, name: str, description: str, tags: dict[str, str]
     ) -> int:
         now = time.time()
@@ -124,7 +124,7 @@ class Store:
         )
         return model_id
 
-    def _model_id(
+    def model_id(
         self, conn: sqlite3.Connection, name: str, *, missing_ok: bool = False
     ) -> int | None:
         row = conn.execute("SELECT id FROM models WHERE name = ?", (name,)).fetchone()
@@ -207,7 +207,7 @@ class Store:
     ) -> ModelRecord:
         check_name(name)
         with self.db.write() as conn:
-            model_id = self._model_id(conn, name)
+            model_id = self.model_id(conn, name)
             if description is not None:
                 conn.execute(
                     "UPDATE models SET description = ? WHERE id = ?", (description, model_id)
@@ -237,7 +237,7 @@ class Store:
         """Delete a model and all its versions; returns the bytes freed on disk."""
         check_name(name)
         with self.db.write() as conn:
-            model_id = self._model_id(conn, name)
+            model_id = self.model_id(conn, name)
             aliases = [
                 r[0]
                 for r in conn.execute(
@@ -275,52 +275,14 @@ class Store:
         in one transaction. The caller's temp file is consumed either way.
         """
         check_name(model)
-        now = time.time()
         served = new.served
         try:
             with self.db.write() as conn:
-                model_id = self._model_id(conn, model, missing_ok=True)
+                model_id = self.model_id(conn, model, missing_ok=True)
                 if model_id is None:
-                    model_id = self._insert_model(conn, model, "", {})
-                number = conn.execute(
-                    "UPDATE models SET next_version = next_version + 1, updated_at = ? "
-                    "WHERE id = ? RETURNING next_version - 1",
-                    (now, model_id),
-                ).fetchone()[0]
-                cur = conn.execute(
-                    "INSERT INTO versions (model_id, version, status, format, format_detail, "
-                    "sha256, size, signature, metrics, params, description, source, "
-                    "imported_globals, environment, warnings, created_at, updated_at, "
-                    "dataset_id, served_format, served_sha256, served_size) "
-                    f"VALUES (?, ?, 'pending', {', '.join('?' * 18)})",
-                    (
-                        model_id,
-                        number,
-                        new.format,
-                        new.format_detail,
-                        sha256,
-                        size,
-                        json.dumps(new.signature) if new.signature is not None else None,
-                        json.dumps(new.metrics),
-                        json.dumps(new.params),
-                        new.description,
-                        new.source,
-                        json.dumps(list(new.imported_globals)),
-                        json.dumps(new.environment),
-                        json.dumps(list(new.warnings)),
-                        now,
-                        now,
-                        new.dataset_id,
-                        served.format if served else None,
-                        served.sha256 if served else None,
-                        served.size if served else None,
-                    ),
-                )
-                version_id = int(cur.lastrowid or 0)
-                conn.executemany(
-                    "INSERT INTO version_tags (version_id, key, value) VALUES (?, ?, ?)",
-                    [(version_id, k, v) for k, v in new.tags.items()],
-                )
+                    model_id = self.insert_model(conn, model, "", {})
+                number, version_id = self.insert_version(conn, model_id, "pending", sha256,
+                                                          size, new)
                 # No revision bump for a pending row: nothing serves it. One bump when it is
                 # ready, so inference refreshes once per upload.
             try:
@@ -344,6 +306,55 @@ class Store:
                 served.temp.unlink(missing_ok=True)
         return self.get_version(model, number)
 
+    def insert_version(
+        self, conn: sqlite3.Connection, model_id: int, status: str, sha256: str, size: int,
+        new: NewVersion, origin: dict[str, Any] | None = None,
+    ) -> tuple[int, int]:
+        """Insert the model's next version with its tags; returns (version number, row id)."""
+        now = time.time()
+        number = int(conn.execute(
+            "UPDATE models SET next_version = next_version + 1, updated_at = ? "
+            "WHERE id = ? RETURNING next_version - 1",
+            (now, model_id),
+        ).fetchone()[0])
+        cur = conn.execute(
+            "INSERT INTO versions (model_id, version, status, format, format_detail, "
+            "sha256, size, signature, metrics, params, description, source, "
+            "imported_globals, environment, warnings, created_at, updated_at, dataset_id, origin, "
+            "served_format, served_sha256, served_size) "
+            f"VALUES ({', '.join('?' * 22)})",
+            (
+                model_id,
+                number,
+                status,
+                new.format,
+                new.format_detail,
+                sha256,
+                size,
+                json.dumps(new.signature) if new.signature is not None else None,
+                json.dumps(new.metrics),
+                json.dumps(new.params),
+                new.description,
+                new.source,
+                json.dumps(list(new.imported_globals)),
+                json.dumps(new.environment),
+                json.dumps(list(new.warnings)),
+                now,
+                now,
+                new.dataset_id,
+                json.dumps(origin) if origin is not None else None,
+                new.served.format if new.served else None,
+                new.served.sha256 if new.served else None,
+                new.served.size if new.served else None,
+            ),
+        )
+        version_id = int(cur.lastrowid or 0)
+        conn.executemany(
+            "INSERT INTO version_tags (version_id, key, value) VALUES (?, ?, ?)",
+            [(version_id, k, v) for k, v in new.tags.items()],
+        )
+        return number, version_id
+
     def get_version(self, model: str, ref: str | int) -> VersionRecord:
         check_name(model)
         with self.db.read() as conn:
@@ -355,7 +366,7 @@ class Store:
         if ref is None:
             check_name(model)
             with self.db.read() as conn:
-                model_id = self._model_id(conn, model)
+                model_id = self.model_id(conn, model)
                 has_production = conn.execute(
                     "SELECT 1 FROM aliases WHERE model_id = ? AND alias = 'production'",
                     (model_id,),
@@ -365,7 +376,7 @@ class Store:
 
     def _resolve_row(self, conn: sqlite3.Connection, model: str, ref: str | int) -> sqlite3.Row:
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
-        model_id = self._model_id(conn, model)
+        model_id = self.model_id(conn, model)
         if isinstance(parsed, int):
             row = conn.execute(
                 VERSION_SELECT + "WHERE v.model_id = ? AND v.version = ?", (model_id, parsed)
@@ -412,7 +423,7 @@ class Store:
         if before is not None and not isinstance(before, int):
             raise BadRequest("The page_token is not one this server issued.")
         with self.db.read() as conn:
-            model_id = self._model_id(conn, model)
+            model_id = self.model_id(conn, model)
             rows = conn.execute(
                 VERSION_SELECT + "WHERE v.model_id = ? AND v.version < ? "
                 "ORDER BY v.version DESC LIMIT ?",
@@ -530,7 +541,7 @@ class Store:
         check_name(model)
         check_alias(alias)
         with self.db.write() as conn:
-            model_id = self._model_id(conn, model)
+            model_id = self.model_id(conn, model)
             cur = conn.execute(
                 "DELETE FROM aliases WHERE model_id = ? AND alias = ?", (model_id, alias)
             )

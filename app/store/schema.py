@@ -129,4 +129,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE versions ADD COLUMN served_size INTEGER;
     CREATE INDEX versions_by_served ON versions (served_sha256)
     """,
+    # 4: where an imported version came from (app/fleet): a JSON object {kind, publisher_key,
+    # instance, model, version, upstream}; NULL for versions made on this box.
+    """
+    ALTER TABLE versions ADD COLUMN origin TEXT
+    """,
 )
