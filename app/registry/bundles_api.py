@@ -18,11 +18,11 @@ from app.fleet.tarstream import Readable
 from app.intake import require_token_for_trust
 from app.registry.api import ApiBlueprint, json_body, json_response
 from app.registry.context import registry
-from app.registry.hooks import version_ready
 from app.registry.models_api import query_flag
 from app.registry.schemas import Deleted, ImportResult, KeyList, PublicKeyOut, TrustKey
 from app.registry.services import sandbox_limits
 from app.registry.uploads import receive_upload
+from app.training.hooks import version_ready
 
 log = logging.getLogger(__name__)
 api = ApiBlueprint("bundles", "/api/v1")

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app.registry.compile import build_twin
 
 from app.client import Client
 from app.config import Paths
 from app.store import Store
+from app.training.twin_build import build_twin
 from tests.conftest import TOKEN
 from tests.live import free_ports, server_env, start_inference, start_registry, stop, wait_until
 from tests.models import iris_model, iris_rows, write_joblib, write_skops
