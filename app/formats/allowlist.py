@@ -96,7 +96,6 @@ _INTERNAL_NAMES = (
 MODULE_ALIASES: dict[str, str] = {
     "numpy.core.multiarray": "numpy._core.multiarray",
     "numpy.core.numeric": "numpy._core.numeric",
-    "numpy.core": "numpy._core",
 }
 
 
