@@ -245,6 +245,12 @@ class _Scanner:
             elif name == "DUP":
                 stack.append(stack[-1])
             elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                if not 0 <= int(arg) < MAX_VALUES:
+                    # pickle's C loader sizes its memo table to the largest index: one PUT of
+                    # index 2**31 would claim gigabytes. Writers number entries from 0.
+                    raise InvalidModelFile(
+                        "The pickle stores an object at a memo index far beyond any model's."
+                    )
                 memo[int(arg)] = stack[-1]
                 self.budget.spend()
             elif name == "MEMOIZE":
@@ -448,9 +454,24 @@ class _Scanner:
             self.unidentified_builds += 1
         if target.cls is not self.wrapper or not self.joblib:
             target.state = state
+            self._check_dtype_state(target)
             return target
         self._read_array(target, state, after)
         return _Object(None, (), object)  # joblib puts the array in the wrapper's place
+
+    def _check_dtype_state(self, target: _Object) -> None:
+        """numpy's dtype.__setstate__ trusts its argument and can crash the interpreter on a
+        state numpy never writes, so every dtype's state must be numpy's own for that dtype."""
+        import numpy as np
+
+        if isinstance(target.func, _Global) and target.func.obj is np.dtype:
+            try:
+                _verified_dtype(target, 0)
+            except _NotLiteral as exc:
+                raise InvalidModelFile(
+                    f"The pickle holds a numpy dtype {exc.args[0]}; loading it could crash the "
+                    "loader, so ModelDepot refuses it."
+                ) from None
 
     # --- joblib arrays --------------------------------------------------------------------------
     def _not_joblib(self, what: str) -> InvalidModelFile:

@@ -4,6 +4,7 @@ ran; every test checks the marker never appears and the refusal is a 4xx error."
 from __future__ import annotations
 
 import io
+import pickle
 import struct
 import tracemalloc
 import zipfile
@@ -20,7 +21,7 @@ from app.formats.pickle_format import load_pickle, scan
 from app.formats.pickle_scan import PickleScan
 from tests.formats import hostile
 
-UNREADABLE = "cannot read it the way the loader would"
+UNREADABLE = "cannot read it the way the loader would|could crash the loader"
 
 
 def test_the_payloads_are_live(tmp_path: Path) -> None:
@@ -233,3 +234,22 @@ def test_what_a_small_archive_may_claim() -> None:
     assert limits.expansion_cap(400_000) == 40_000_000
     assert limits.expansion_cap(10_000) == 16 << 20
     assert limits.member_cap(1_000) == 1 << 20
+
+
+# --- what the fuzz test found (tests/formats/fuzz_inspection.py) --------------------------------
+def test_a_huge_memo_index_is_refused_before_the_loader_sizes_its_memo(tmp_path: Path) -> None:
+    """pickle's C loader sizes its memo table to the largest PUT index (gigabytes for 2**31)."""
+    path = tmp_path / "m.pkl"
+    path.write_bytes(b"\x80\x04N" + b"r" + struct.pack("<I", 1 << 31) + b".")
+    with pytest.raises(InvalidModelFile, match="memo index"):
+        inspect_file(path, trust=True)
+
+
+def test_a_dtype_state_numpy_never_writes_is_refused_in_plain_pickles(tmp_path: Path) -> None:
+    """dtype.__setstate__ trusts its argument (a mutated one crashed the interpreter)."""
+    data = pickle.dumps(np.arange(3.0), protocol=2)
+    assert data.count(b"J\xff\xff\xff\xff") >= 2
+    path = tmp_path / "m.pkl"
+    path.write_bytes(data.replace(b"J\xff\xff\xff\xff", b"J\x40\x00\x00\x00", 1))
+    with pytest.raises(InvalidModelFile, match="could crash the loader"):
+        inspect_file(path, trust=True)
