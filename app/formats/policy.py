@@ -26,8 +26,9 @@ from app.formats.allowlist import MODULE_ALIASES, allow_list
 
 def _refused(module: str, name: str, reason: str) -> UnsafeModel:
     return UnsafeModel(
-        f"The model file uses {module}.{name}, which {reason}. ModelDepot loads only the classes "
-        "and functions a scikit-learn model needs, whether or not the upload is trusted."
+        f"The model file uses {module}.{name}, which {reason}; ModelDepot refuses it even for "
+        "trusted uploads, since it loads only the classes and functions a scikit-learn model "
+        "needs."
     )
 
 
