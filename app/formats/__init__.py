@@ -1,7 +1,8 @@
 """Everything about model files: detect by content, safety checks, load, signature.
 
 Formats: skops (explicit trusted types), ONNX (self-contained only), pickle/joblib (opcode scan;
-loaded only with trust, denied imports refused always), and MLflow sklearn models as a zip.
+loaded only with trust; names outside the allow-list refused always), and MLflow sklearn models
+as a zip.
 Heavy libraries (scikit-learn, skops, onnx, onnxruntime, yaml, numpy) are imported inside the
 functions that need them, so importing this package stays cheap for the supervisor.
 """

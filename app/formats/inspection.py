@@ -55,7 +55,8 @@ def inspect_file(
     """Detect by content, run the safety checks, derive the signature.
 
     Raises InvalidModelFile (not a model, damaged, name disagrees with content, no predict),
-    UnsafeModel (denied imports, untrusted skops types, external ONNX data, hostile zip),
+    UnsafeModel (names outside the allow-list in pickles and skops files, external ONNX data,
+    hostile zip),
     TrustRequired (a clean pickle sent without trust) and Unprocessable (a declared signature
     that contradicts the model). Messages never contain paths.
     """

@@ -326,7 +326,7 @@ def test_other_patch_version_does_not_warn(logreg: Any, tmp_path: Path) -> None:
 def test_loader_guard_refuses_even_if_the_scan_missed(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Defence in depth: find_class repeats the deny-list while loading."""
+    """Defence in depth: find_class applies the allow-list again while loading."""
     from app.formats import pickle_format
     from app.formats.pickle_scan import PickleScan
 
