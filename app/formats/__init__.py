@@ -1,9 +1,9 @@
 """Everything about model files: detect by content, safety checks, load, signature.
 
 Formats: skops (explicit trusted types), ONNX (self-contained only), pickle/joblib (opcode scan;
-opened only with trust and only in the sandbox, then served from a skops copy), and MLflow sklearn
-models as a zip. Files a client sends are opened only through `inspect_upload`
-(app/formats/sandbox.py).
+opened only with trust and only in the sandbox, then served from a skops copy; names outside the
+exact allow-list refused always), and MLflow sklearn models as a zip. Files a client sends are
+opened only through `inspect_upload` (app/formats/sandbox.py).
 Heavy libraries (scikit-learn, skops, onnx, onnxruntime, yaml, numpy) are imported inside the
 functions that need them, so importing this package stays cheap for the supervisor.
 """

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import TrustRequired
-from app.formats import policy
 from app.formats.detect import check_extension, detect
 from app.formats.environment import (
     LoadRecord,
@@ -103,7 +102,8 @@ def examine_file(
     """Detect by content, run the safety checks, load, derive the signature.
 
     Raises InvalidModelFile (not a model, damaged, name disagrees with content, no predict),
-    UnsafeModel (denied imports, untrusted skops types, external ONNX data, hostile zip),
+    UnsafeModel (names outside the allow-list in pickles and skops files, external ONNX data,
+    hostile zip),
     TrustRequired (a clean pickle sent without trust) and Unprocessable (a declared signature
     that contradicts the model). Messages never contain paths.
     """
@@ -183,15 +183,10 @@ def _require_trust(trust: bool, imported: tuple[str, ...], what: str) -> None:
     shown = ", ".join(imported[:_LISTED_GLOBALS])
     if len(imported) > _LISTED_GLOBALS:
         shown += f" and {len(imported) - _LISTED_GLOBALS} more"
-    unusual = [g for g in imported if not policy.is_allowed(g)]
-    note = (
-        f" Of these, {', '.join(unusual[:_LISTED_GLOBALS])} are outside scikit-learn, numpy "
-        "and scipy."
-        if unusual
-        else ""
-    )
+    # Every name listed passed the allow-list (the scan refuses any other), and trust does not
+    # widen it: trust only lets the file be opened at all.
     raise TrustRequired(
-        f"This {what} runs code when it is loaded. It imports: {shown or 'nothing'}.{note} If you "
+        f"This {what} runs code when it is loaded. It imports: {shown or 'nothing'}. If you "
         "trust it, send it again with metadata {\"trust\": true} and the API token, or convert it "
         "to skops first (modeldepot models push does this)."
     )

@@ -1,7 +1,9 @@
 """pickle and joblib files: scan without loading, then (only when trusted) load with a guard.
 
-The guard repeats the deny-list inside `find_class`, so even if the scan and the real unpickler
-ever read a stream differently, a denied name is still never imported.
+The guard is the allow-list inside `find_class`: it hands the unpickler the object the rule
+resolved (policy.resolve), never importing anything itself, so even if the scan and the real
+unpickler ever read a stream differently, nothing outside the list is ever reached. Trust only
+means the file may be opened at all; it never widens the list.
 """
 
 from __future__ import annotations
@@ -36,18 +38,23 @@ def _open(source: Path | bytes, limits: ZipLimits) -> Any:
 
 
 def scan(source: Path | bytes, limits: ZipLimits = ZipLimits()) -> tuple[PickleScan, str]:
-    """The scan and the detail ("joblib" or "pickle"); UnsafeModel for denied imports."""
+    """The scan and the detail ("joblib" or "pickle"); UnsafeModel for names outside the
+    allow-list."""
     with _open(source, limits) as (stream, kind):
         result = scan_pickle(stream)
     detail = "joblib" if kind or result.joblib_arrays else "pickle"
+    if detail == "joblib" and result.unidentified_builds:
+        raise InvalidModelFile(
+            "The joblib file sets the state of an object the scan cannot identify; joblib's "
+            "loader would read array bytes after it if it were an array record, so the scan "
+            "cannot read it the way the loader would."
+        )
     return result, detail
 
 
 class _GuardedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        # The C unpickler hides its protocol: check the name as written and as renamed (0).
-        policy.refuse_denied(module, name, 0)
-        return super().find_class(module, name)
+        return policy.resolve(module, name)
 
 
 def _joblib_unpickler(stream: BinaryIO, mmap_from: Path | None = None) -> Any:
@@ -57,8 +64,7 @@ def _joblib_unpickler(stream: BinaryIO, mmap_from: Path | None = None) -> Any:
 
     class GuardedNumpyUnpickler(NumpyUnpickler):  # type: ignore[misc]
         def find_class(self, module: str, name: str) -> Any:
-            policy.refuse_denied(module, name, 0)
-            return super().find_class(module, name)
+            return policy.resolve(module, name)
 
     # joblib 1.5 added ensure_native_byte_order between file_handle and mmap_mode.
     filename, mode = (str(mmap_from), "r") if mmap_from is not None else ("", None)

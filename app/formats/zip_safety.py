@@ -8,6 +8,7 @@ again while decompressing, since the directory can lie.
 
 from __future__ import annotations
 
+import io
 import re
 import stat
 import zipfile
@@ -24,17 +25,30 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 
 @dataclass(frozen=True)
 class ZipLimits:
+    """What an archive (or a compressed joblib file) may expand to, so that a small upload
+    cannot claim much memory: each member within `max_ratio` of its compressed size, and all
+    members together within `max_ratio` of the archive's size, each past a small floor, and
+    never past `max_total_bytes`. A 400 KB file may claim at most 40 MB (16 MiB below 160 KB),
+    however its members are cut."""
+
     max_members: int = 10_000
     max_total_bytes: int = 4 << 30
-    max_ratio: float = 200.0
+    max_ratio: float = 100.0
     # Small members (text files) may compress far better than models; only check the
     # ratio of members whose uncompressed size passes this floor.
     ratio_floor_bytes: int = 1 << 20
+    # What all the members together may reach whatever the archive's size: many members each
+    # under the floor above must not add up to gigabytes.
+    total_floor_bytes: int = 16 << 20
+
+    def member_cap(self, compressed_size: int) -> int:
+        """How far one member of `compressed_size` bytes may expand."""
+        return max(self.ratio_floor_bytes, int(self.max_ratio * max(compressed_size, 1)))
 
     def expansion_cap(self, compressed_size: int) -> int:
-        """How far `compressed_size` bytes may expand: within the ratio (above the floor) and
-        the total. One rule for zip members and compressed joblib files alike."""
-        by_ratio = max(self.ratio_floor_bytes, int(self.max_ratio * max(compressed_size, 1)))
+        """How far a whole archive or compressed file of `compressed_size` bytes may expand: the
+        same rule for zip archives and compressed joblib files."""
+        by_ratio = max(self.total_floor_bytes, int(self.max_ratio * max(compressed_size, 1)))
         return min(self.max_total_bytes, by_ratio)
 
 
@@ -55,6 +69,8 @@ def check_members(zf: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipInf
         )
     seen: set[str] = set()
     total = 0
+    archive = _archive_size(zf)
+    total_cap = limits.expansion_cap(archive)
     for info in infos:
         name = info.filename
         _check_name(name)
@@ -68,21 +84,39 @@ def check_members(zf: zipfile.ZipFile, limits: ZipLimits) -> list[zipfile.ZipInf
             )
         if info.flag_bits & 0x1:
             raise UnsafeModel(f"The zip archive member {name!r} is encrypted.")
+        if info.compress_size > archive:
+            raise InvalidModelFile(
+                f"The zip archive member {name!r} claims more compressed bytes than the archive "
+                "holds: the archive is damaged."
+            )
         total += info.file_size
         if total > limits.max_total_bytes:
             raise UnsafeModel(
                 f"The zip archive expands to more than {limits.max_total_bytes} bytes, over the "
                 "limit."
             )
-        if (
-            info.file_size > limits.ratio_floor_bytes
-            and info.file_size > limits.max_ratio * max(info.compress_size, 1)
-        ):
+        if total > total_cap:
+            raise UnsafeModel(
+                f"The zip archive's members expand to more than {limits.max_ratio:g} times the "
+                f"archive's size (over {total_cap} bytes); it looks like a zip bomb."
+            )
+        if info.file_size > limits.member_cap(info.compress_size):
             raise UnsafeModel(
                 f"The zip archive member {name!r} expands more than {limits.max_ratio:g} times; "
                 "it looks like a zip bomb."
             )
     return infos
+
+
+def _archive_size(zf: zipfile.ZipFile) -> int:
+    fp = zf.fp
+    if fp is None:  # pragma: no cover - check_members is only given open archives
+        raise InvalidModelFile("The zip archive is closed.")
+    position = fp.tell()
+    try:
+        return fp.seek(0, io.SEEK_END)
+    finally:
+        fp.seek(position)
 
 
 def _check_name(name: str) -> None:
@@ -102,7 +136,7 @@ def _check_name(name: str) -> None:
 
 def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits) -> bytes:
     """The member's bytes, read in memory; stops past its declared size or the ratio cap."""
-    cap = min(info.file_size, limits.expansion_cap(info.compress_size))
+    cap = min(info.file_size, limits.member_cap(info.compress_size))
     parts: list[bytes] = []
     size = 0
     try:

@@ -34,10 +34,13 @@ def test_convert(name: str, request: pytest.FixtureRequest, rows: np.ndarray,
 
 
 def test_convert_refuses_untrusted_types(iris: Any, tmp_path: Path) -> None:
+    """A class outside the allow-list is refused even in a trusted pickle, so there is nothing
+    to convert, and no file is left behind."""
     model = make_pipeline(CustomScaler(), LogisticRegression(max_iter=500)).fit(*iris)
     src, dst = tmp_path / "m.joblib", tmp_path / "m.skops"
     joblib.dump(model, src)
-    assert convert_pickle_to_skops(src, dst) is False
+    with pytest.raises(UnsafeModel, match=r"tests\.formats\.test_skops\.CustomScaler"):
+        convert_pickle_to_skops(src, dst)
     assert not dst.exists()
     assert {p.name for p in tmp_path.iterdir()} == {"m.joblib"}
 

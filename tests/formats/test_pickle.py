@@ -222,22 +222,40 @@ def test_clean_pickle_without_trust_lists_globals(logreg: Any, tmp_path: Path) -
     assert '{"trust": true}' in message and "token" in message
 
 
-def test_unusual_globals_are_pointed_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize("trust", [False, True])
+def test_names_outside_the_allow_list_are_refused_even_when_trusted(
+    trust: bool, tmp_path: Path
+) -> None:
+    """Trust lets a pickle be opened at all; it never widens what it may import."""
     path = tmp_path / "m.pkl"
     path.write_bytes(pickle.dumps({"when": __import__("decimal").Decimal("1.5")}))
-    with pytest.raises(TrustRequired, match=r"decimal\.Decimal are outside scikit-learn"):
-        inspect_file(path, trust=False)
+    with pytest.raises(UnsafeModel, match=r"decimal\.Decimal"):
+        inspect_file(path, trust=trust)
 
 
-def test_scan_does_not_load(tmp_path: Path, logreg: Any) -> None:
-    """A class that cannot be imported is listed by the scan, which never imports it."""
+def test_scan_does_not_import_unknown_modules(tmp_path: Path, logreg: Any) -> None:
+    """A module outside the allow-list's exact modules is refused by name, never imported."""
+    import sys
+
     path = tmp_path / "m.pkl"
     data = pickle.dumps(logreg, protocol=2)
     data = data.replace(b"sklearn.linear_model._logistic", b"nowhere_to_be_found_module_xy")
     path.write_bytes(data)
-    result, detail = scan(path)
-    assert "nowhere_to_be_found_module_xy.LogisticRegression" in result.imported_globals
-    with pytest.raises(InvalidModelFile, match="nowhere_to_be_found_module_xy"):
+    with pytest.raises(UnsafeModel, match=r"nowhere_to_be_found_module_xy\.LogisticRegression"):
+        scan(path)
+    with pytest.raises(UnsafeModel, match="nowhere_to_be_found_module_xy"):
+        inspect_file(path, trust=True)
+    assert "nowhere_to_be_found_module_xy" not in sys.modules
+
+
+def test_a_name_missing_from_an_allowed_module_is_a_damaged_file(
+    tmp_path: Path, logreg: Any
+) -> None:
+    """An allowed module without the name (another library version wrote it) is a 4xx naming it."""
+    path = tmp_path / "m.pkl"
+    data = pickle.dumps(logreg, protocol=2)
+    path.write_bytes(data.replace(b"\nLogisticRegression\n", b"\nLogisticRegressiox\n"))
+    with pytest.raises(InvalidModelFile, match="LogisticRegressiox"):
         inspect_file(path, trust=True)
 
 
@@ -309,7 +327,7 @@ def test_other_patch_version_does_not_warn(logreg: Any, tmp_path: Path) -> None:
 def test_loader_guard_refuses_even_if_the_scan_missed(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Defence in depth: find_class repeats the deny-list while loading."""
+    """Defence in depth: find_class applies the allow-list again while loading."""
     from app.formats import pickle_format
     from app.formats.pickle_scan import PickleScan
 
