@@ -68,6 +68,36 @@ def _parse_at_least_one(value: str) -> int:
     return size
 
 
+def _parse_keep_versions(value: str) -> int | None:
+    """How many versions of a model to keep: a count, or `all` (never remove any)."""
+    if value.strip().lower() == "all":
+        return None
+    return _parse_at_least_one(value)
+
+
+def _parse_days(value: str) -> float | None:
+    """Days, or `forever`."""
+    if value.strip().lower() == "forever":
+        return None
+    days = float(value)
+    if not days > 0:
+        raise ValueError("must be a positive number of days, or forever")
+    return days
+
+
+def _parse_free_disk(value: str) -> str:
+    """Free space to keep: bytes with a K/M/G suffix (`2G`, `0` to switch the guard off), or a
+    share of the volume (`5%`). Kept as text; app/diskspace.py turns it into bytes per volume."""
+    text = value.strip()
+    if text.endswith("%"):
+        share = float(text[:-1])
+        if not 0 <= share < 100:
+            raise ValueError("a percentage must be from 0 up to (not including) 100")
+    elif text != "0":
+        _parse_size(text)
+    return text
+
+
 # Cores minus one, so the registry itself keeps a core to answer requests while jobs train.
 DEFAULT_POOL_SIZE = max(1, (os.cpu_count() or 2) - 1)
 
@@ -147,6 +177,27 @@ SETTINGS: tuple[Setting, ...] = (
         "503 and Retry-After, and the command line sends it again.",
         _parse_at_least_one,
     ),
+    Setting(
+        "keep_versions",
+        None,
+        "Versions kept per model (or all); older ones go after each new version, except those an "
+        "alias names, a running job uses or that is served. A model's tag keep_versions "
+        "overrides it.",
+        _parse_keep_versions,
+    ),
+    Setting(
+        "keep_datasets_days",
+        None,
+        "Days a dataset is kept (or forever); older ones go unless a running job reads them.",
+        _parse_days,
+    ),
+    Setting(
+        "min_free_disk",
+        None,
+        "Free disk space writes must leave, e.g. 2G or 5% (default: 1G or 5% of the volume, "
+        "whichever is smaller; 0: no guard). Refused writes answer 507.",
+        _parse_free_disk,
+    ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -217,6 +268,9 @@ class Settings:
     sandbox_memory_mb: int = _default("sandbox_memory_mb")
     sandbox_seconds: int = _default("sandbox_seconds")
     max_uploads_in_progress: int = _default("max_uploads_in_progress")
+    keep_versions: int | None = _default("keep_versions")
+    keep_datasets_days: float | None = _default("keep_datasets_days")
+    min_free_disk: str | None = _default("min_free_disk")
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
