@@ -33,7 +33,7 @@ def _parse_bool(value: str) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-def _parse_size(value: str) -> int:
+def parse_size(value: str) -> int:
     """Bytes, with an optional K/M/G suffix (powers of 1024): `2G`, `512M`, `1048576`."""
     text = value.strip().upper().removesuffix("B").removesuffix("I")
     factor = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
@@ -94,7 +94,7 @@ def _parse_free_disk(value: str) -> str:
         if not 0 <= share < 100:
             raise ValueError("a percentage must be from 0 up to (not including) 100")
     elif text != "0":
-        _parse_size(text)
+        parse_size(text)
     return text
 
 
@@ -129,7 +129,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("token", None, "API token; default: the token file in the data dir.", str),
     Setting("auth", "writes", "Which requests need the token: writes, all, none.", _parse_auth),
     Setting("allowed_hosts", (), "Extra Host header names to accept (comma list).", _parse_list),
-    Setting("max_upload_bytes", 2 << 30, "Largest accepted upload (e.g. 2G, 500M).", _parse_size),
+    Setting("max_upload_bytes", 2 << 30, "Largest accepted upload (e.g. 2G, 500M).", parse_size),
     Setting("registry_threads", 8, "Worker threads of the registry's WSGI server.", int),
     Setting("log_level", "info", "debug, info, warning or error.", str),
     Setting(
@@ -138,7 +138,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_batch_size", 64, "Most requests stacked into one predict call.", int),
     Setting("max_batch_rows", 10_000, "Most rows one prediction request may carry.", int),
     Setting(
-        "max_request_bytes", 32 << 20, "Largest prediction request body (e.g. 32M).", _parse_size
+        "max_request_bytes", 32 << 20, "Largest prediction request body (e.g. 32M).", parse_size
     ),
     Setting("cache_memory_mb", 2048, "Memory budget of loaded models; least used go first.", int),
     Setting("poll_interval_ms", 200, "How often inference checks the store for changes.", int),
@@ -163,7 +163,7 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_at_least_one,
     ),
     Setting(
-        "max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).", _parse_size
+        "max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).", parse_size
     ),
     Setting(
         "sandbox_memory_mb", 4096,
