@@ -5,9 +5,11 @@ while `serve` runs (the store's write lock and reference rule hold across proces
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from app.cli.common import Command, print_json, settings_from
+from app.errors import Conflict
 
 RETENTION_SETTINGS = ("home", "keep_versions", "keep_datasets_days")
 
@@ -32,6 +34,40 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from app.store.backup import backup
+
+    settings = settings_from(args)
+    report = backup(settings.paths, Path(args.file))
+    print(report.render())
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from app.store import Store
+    from app.store.backup import restore
+    from app.store.doctor import run_doctor
+    from app.store.reconcile import reconcile
+    from app.supervisor.lock import holder
+
+    settings = settings_from(args)
+    running = holder(settings.home) if settings.home.exists() else None
+    if running:
+        raise Conflict(f"ModelDepot is running on {settings.home} (pid {running}). Stop it "
+                       "(`modeldepot stop`) before restoring into its data dir.")
+    report = restore(settings.paths, Path(args.file), force=args.force)
+    print(f"restored {report.versions} version(s), {report.datasets} dataset(s), "
+          f"{report.files} file(s) made by ModelDepot {report.made_by} into {settings.home}")
+    store = Store(settings.paths)  # migrates a backup from an older release
+    try:
+        reconcile(store)
+        doctor = run_doctor(store)
+    finally:
+        store.close()
+    print(doctor.render())
+    return 0 if doctor.healthy else 1
+
+
 def add_commands(sub: Any, command: Command) -> None:
     gc = command(
         "gc", cmd_gc,
@@ -42,3 +78,15 @@ def add_commands(sub: Any, command: Command) -> None:
     gc.add_argument("--dry-run", action="store_true",
                     help="Only report what would go and the bytes it would free.")
     gc.add_argument("--json", action="store_true")
+    backup = command(
+        "backup", cmd_backup,
+        "Write the data dir (database snapshot, the model and dataset files it names, token, "
+        "config, keys) to one file; safe while `serve` runs.", ("home",))
+    backup.add_argument("file", metavar="FILE", help="Where to write the backup.")
+    restore = command(
+        "restore", cmd_restore,
+        "Restore a backup into a stopped, empty data dir, then run the doctor's check.",
+        ("home",))
+    restore.add_argument("file", metavar="FILE", help="A file `modeldepot backup` wrote.")
+    restore.add_argument("--force", action="store_true",
+                         help="Replace what a non-empty data dir holds (logs are kept).")
