@@ -31,3 +31,26 @@ def asset(name: str) -> Path:
 
 def third_party_notices() -> str:
     return asset(NOTICES).read_text(encoding="utf-8")
+
+
+LOCK_PREFIX = "Installed from requirements.lock, sha256 "  # as packaging/notices.py writes it
+
+
+def bundled_libraries(notices: str) -> list[tuple[str, str]]:
+    """(name, version) of each piece of software the notices list: a line `name version`
+    followed by a `  licence:` line, as packaging/notices.py writes them."""
+    lines = notices.splitlines()
+    found = []
+    for line, following in zip(lines, lines[1:], strict=False):
+        if following.startswith("  licence:") and " " in line:
+            name, _, version = line.rpartition(" ")
+            found.append((name, version))
+    return found
+
+
+def lock_digest(notices: str) -> str | None:
+    """The sha256 of the requirements.lock the build installed from, when the notices say."""
+    for line in notices.splitlines()[:12]:
+        if line.startswith(LOCK_PREFIX):
+            return line.removeprefix(LOCK_PREFIX).strip()
+    return None

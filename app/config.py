@@ -33,7 +33,7 @@ def _parse_bool(value: str) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-def _parse_size(value: str) -> int:
+def parse_size(value: str) -> int:
     """Bytes, with an optional K/M/G suffix (powers of 1024): `2G`, `512M`, `1048576`."""
     text = value.strip().upper().removesuffix("B").removesuffix("I")
     factor = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
@@ -68,6 +68,36 @@ def _parse_at_least_one(value: str) -> int:
     return size
 
 
+def _parse_keep_versions(value: str) -> int | None:
+    """How many versions of a model to keep: a count, or `all` (never remove any)."""
+    if value.strip().lower() == "all":
+        return None
+    return _parse_at_least_one(value)
+
+
+def _parse_days(value: str) -> float | None:
+    """Days, or `forever`."""
+    if value.strip().lower() == "forever":
+        return None
+    days = float(value)
+    if not days > 0:
+        raise ValueError("must be a positive number of days, or forever")
+    return days
+
+
+def _parse_free_disk(value: str) -> str:
+    """Free space to keep: bytes with a K/M/G suffix (`2G`, `0` to switch the guard off), or a
+    share of the volume (`5%`). Kept as text; app/diskspace.py turns it into bytes per volume."""
+    text = value.strip()
+    if text.endswith("%"):
+        share = float(text[:-1])
+        if not 0 <= share < 100:
+            raise ValueError("a percentage must be from 0 up to (not including) 100")
+    elif text != "0":
+        parse_size(text)
+    return text
+
+
 # Cores minus one, so the registry itself keeps a core to answer requests while jobs train.
 DEFAULT_POOL_SIZE = max(1, (os.cpu_count() or 2) - 1)
 
@@ -99,7 +129,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("token", None, "API token; default: the token file in the data dir.", str),
     Setting("auth", "writes", "Which requests need the token: writes, all, none.", _parse_auth),
     Setting("allowed_hosts", (), "Extra Host header names to accept (comma list).", _parse_list),
-    Setting("max_upload_bytes", 2 << 30, "Largest accepted upload (e.g. 2G, 500M).", _parse_size),
+    Setting("max_upload_bytes", 2 << 30, "Largest accepted upload (e.g. 2G, 500M).", parse_size),
     Setting("registry_threads", 8, "Worker threads of the registry's WSGI server.", int),
     Setting("log_level", "info", "debug, info, warning or error.", str),
     Setting(
@@ -108,7 +138,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_batch_size", 64, "Most requests stacked into one predict call.", int),
     Setting("max_batch_rows", 10_000, "Most rows one prediction request may carry.", int),
     Setting(
-        "max_request_bytes", 32 << 20, "Largest prediction request body (e.g. 32M).", _parse_size
+        "max_request_bytes", 32 << 20, "Largest prediction request body (e.g. 32M).", parse_size
     ),
     Setting("cache_memory_mb", 2048, "Memory budget of loaded models; least used go first.", int),
     Setting("poll_interval_ms", 200, "How often inference checks the store for changes.", int),
@@ -133,7 +163,7 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_at_least_one,
     ),
     Setting(
-        "max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).", _parse_size
+        "max_dataset_bytes", 1 << 30, "Largest accepted dataset CSV (e.g. 1G, 200M).", parse_size
     ),
     Setting(
         "sandbox_memory_mb", 4096,
@@ -153,6 +183,27 @@ SETTINGS: tuple[Setting, ...] = (
         "Refuse model bundles not signed by a trusted publisher key (default: import them with "
         "a warning on each version).",
         _parse_bool,
+    ),
+    Setting(
+        "keep_versions",
+        None,
+        "Versions kept per model (or all); older ones go after each new version, except those an "
+        "alias names, a running job uses or that is served. A model's tag keep_versions "
+        "overrides it.",
+        _parse_keep_versions,
+    ),
+    Setting(
+        "keep_datasets_days",
+        None,
+        "Days a dataset is kept (or forever); older ones go unless a running job reads them.",
+        _parse_days,
+    ),
+    Setting(
+        "min_free_disk",
+        None,
+        "Free disk space writes must leave, e.g. 2G or 5% (default: 1G or 5% of the volume, "
+        "whichever is smaller; 0: no guard). Refused writes answer 507.",
+        _parse_free_disk,
     ),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -225,6 +276,9 @@ class Settings:
     sandbox_seconds: int = _default("sandbox_seconds")
     max_uploads_in_progress: int = _default("max_uploads_in_progress")
     require_signed_imports: bool = _default("require_signed_imports")
+    keep_versions: int | None = _default("keep_versions")
+    keep_datasets_days: float | None = _default("keep_datasets_days")
+    min_free_disk: str | None = _default("min_free_disk")
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

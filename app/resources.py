@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import sqlite3
 
 from app.errors import InsufficientStorage, ModelDepotError, OutOfResources
 
@@ -56,6 +57,9 @@ def _classify(exc: BaseException) -> ModelDepotError | None:
         kind = _MEMORY
     elif isinstance(exc, OSError) and exc.errno in SHORTAGES:
         kind = SHORTAGES[exc.errno]
+    elif isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == \
+            sqlite3.SQLITE_FULL:  # "database or disk is full": SQLite's own word for ENOSPC
+        kind = _DISK
     else:
         return None
     error_class, code, message = kind

@@ -1,7 +1,8 @@
 """The `modeldepot` command: server sub-commands and client sub-commands over HTTP.
 
 Business logic lives elsewhere; these modules parse arguments, resolve settings and print:
-common.py (settings flags, clients), servers.py, models.py, jobs.py (datasets, train, jobs).
+common.py (settings flags, clients), servers.py, models.py, jobs.py (datasets, train, jobs),
+upkeep.py (gc, backup, restore).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.cli import fleet, jobs, models, servers
+from app.cli import fleet, jobs, models, servers, upkeep
 from app.cli.common import CLIENT_SETTINGS, add_setting_flags
 from app.errors import ModelDepotError
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_commands(sub, command)
     jobs.add_commands(sub, command)  # datasets, train, jobs
     fleet.add_commands(sub, command)  # export, import, keys
+    upkeep.add_commands(sub, command)  # gc, backup, restore
     return parser
 
 

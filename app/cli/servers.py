@@ -90,7 +90,31 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"modeldepot {__version__}")
+    if args.verbose:
+        print(verbose_version())
     return 0
+
+
+def verbose_version() -> str:
+    """What is inside: the interpreter, the schema this release writes, the lock the build
+    installed from and every bundled library with its version (from the notices, written at
+    build time from what was installed)."""
+    import platform
+    import sys
+
+    from app.bundled import bundled_libraries, lock_digest, third_party_notices
+    from app.store.db import SCHEMA_VERSION
+
+    lines = [f"  python      {platform.python_version()} ({sys.platform}, {platform.machine()})",
+             f"  build       {'binary' if getattr(sys, 'frozen', False) else 'from source'}",
+             f"  data schema {SCHEMA_VERSION} (reads data dirs written by earlier releases)"]
+    try:
+        notices = third_party_notices()
+    except FileNotFoundError as exc:
+        return "\n".join([*lines, f"  libraries   unknown: {exc}"])
+    lines.append(f"  lock        requirements.lock sha256 {lock_digest(notices) or 'not recorded'}")
+    lines += [f"  {name:<24} {version}" for name, version in bundled_libraries(notices)]
+    return "\n".join(lines)
 
 
 def cmd_notices(args: argparse.Namespace) -> int:
@@ -132,7 +156,9 @@ def add_commands(sub: Any, command: Command) -> None:
     command("inference", cmd_inference, "Run the inference server (FastAPI on uvicorn).", None)
     command("paths", cmd_paths, "Print where ModelDepot keeps everything.", ("home",))
     command("token", cmd_token, "Print the API token (created on first use).", ("home", "token"))
-    command("version", cmd_version, "Print the version.", ())
+    version = command("version", cmd_version, "Print the version.", ())
+    version.add_argument("--verbose", action="store_true",
+                         help="Also print the Python, data schema, lock and bundled libraries.")
     command("notices", cmd_notices, "Print the licences of the third-party software bundled.", ())
     doctor = command(
         "doctor", cmd_doctor, "Check the database and every model file's sha256.", ("home",)

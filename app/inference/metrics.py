@@ -7,7 +7,9 @@ number of model names, and each label value is a time series kept forever.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -17,6 +19,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from app.diskspace import room_of
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -36,9 +40,11 @@ class ModelMetrics:
 
 
 class InferenceMetrics:
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path | None = None, min_free_disk: str | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        if data_dir is not None:
+            self._disk_gauges(data_dir, min_free_disk)
         self.requests = Counter("modeldepot_inference_requests", "Predictions answered.",
                                 ["model", "version", "protocol"], registry=r)
         self.errors = Counter("modeldepot_inference_errors",
@@ -62,6 +68,24 @@ class InferenceMetrics:
         self.load_failures = Counter("modeldepot_inference_load_failures",
                                      "Versions that failed to verify, load or warm up.",
                                      ["model"], registry=r)
+
+    def _disk_gauges(self, data_dir: Path, rule: str | None) -> None:
+        """Free space of the data dir's disk, read when scraped (a statvfs call): what an alert
+        on "the box is filling up" needs, beside the guard's threshold."""
+        def reader(field: str) -> Callable[[], float]:
+            def read() -> float:
+                found = room_of(data_dir, rule)
+                return float(getattr(found, field)) if found is not None else float("nan")
+            return read
+
+        for name, field, text in (
+            ("free", "free", "Free bytes on the data dir's disk."),
+            ("total", "total", "Size in bytes of the data dir's disk."),
+            ("min_free", "minimum", "Free bytes writes must leave (min_free_disk); below it "
+                                    "uploads, datasets and training answer 507."),
+        ):
+            gauge = Gauge(f"modeldepot_disk_{name}_bytes", text, registry=self.registry)
+            gauge.set_function(reader(field))
 
     def bind(self, model: str, version: int) -> ModelMetrics:
         v = str(version)

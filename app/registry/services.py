@@ -10,6 +10,7 @@ from typing import Any
 from flask import request
 
 from app.config import Settings
+from app.diskspace import check_room
 from app.errors import Unprocessable
 from app.formats import SandboxLimits, Signature, inspect_upload
 from app.intake import new_version, require_token_for_trust
@@ -30,9 +31,17 @@ log = logging.getLogger(__name__)
 
 # -- model versions ---------------------------------------------------------------------------
 
+def check_disk_room(what: str) -> None:
+    """507 before anything is read or written when the request's body (as far as its length
+    says) would leave less free disk than min_free_disk (app/diskspace.py)."""
+    settings = registry().settings
+    check_room(settings.home, settings.min_free_disk, request.content_length or 0, what)
+
+
 def receive_model_file(text_fields: tuple[str, ...] = ("metadata",)) -> ReceivedUpload:
     """The request's multipart body, its `file` part streamed to a temp file under the limit."""
     reg = registry()
+    check_disk_room("this upload")
     return receive_upload(request.stream, request.content_type, request.content_length,
                           reg.store.blobs, limit=reg.settings.max_upload_bytes,
                           setting="max_upload_bytes", slots=reg.uploads,
@@ -74,6 +83,7 @@ def sandbox_limits(settings: Settings) -> SandboxLimits:
 def receive_dataset_file() -> ReceivedUpload:
     """The request's multipart body, its `file` part streamed to a temp file under the cap."""
     reg = registry()
+    check_disk_room("this dataset")
     return receive_upload(request.stream, request.content_type, request.content_length,
                           reg.store.blobs, limit=reg.settings.max_dataset_bytes,
                           setting="max_dataset_bytes", slots=reg.uploads,

@@ -46,6 +46,9 @@ class Database:
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = self.connection()
+            # A newer release's database is refused before anything is written to it, even
+            # the switch to WAL (a data dir restored from a backup or a fixture is not in WAL).
+            check_schema(conn)
             conn.execute("PRAGMA journal_mode = WAL")
             migrate(conn)
         else:

@@ -10,7 +10,7 @@ from typing import Any
 
 from app import __version__
 from app.config import Settings
-from app.diskspace import disk_use
+from app.diskspace import disk_use, size_text
 from app.supervisor.children import CHILDREN
 from app.supervisor.discovery import read_server_file
 from app.supervisor.health import probe
@@ -40,7 +40,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "pid": pid or None,
         "client_version": __version__,
         "data_dir": str(settings.home),
-        "disk": disk_use(settings.home),
+        "disk": disk_use(settings.home, settings.min_free_disk),
         "children": {},
     }
     if info is None:
@@ -65,17 +65,6 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     return report
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def render(report: dict[str, Any]) -> str:
     disk = report["disk"]
     lines = []
@@ -96,7 +85,8 @@ def render(report: dict[str, Any]) -> str:
                 extra += f", last exit: {child['last_exit']}"
             lines.append(f"  {role:<11} {child.get('url', '')}  pid {child.get('pid') or '-'}  "
                          f"{state}, {answer}{extra}  (v{child.get('server_version') or '?'})")
-    lines.append(f"  data dir    {report['data_dir']} ({_size(disk['data_bytes'])} used, "
-                 f"{_size(disk['free_bytes'])} free)")
+    lines.append(f"  data dir    {report['data_dir']} ({size_text(disk['data_bytes'])} used, "
+                 f"{size_text(disk['free_bytes'])} free of {size_text(disk['total_bytes'])}; "
+                 f"writes keep {size_text(disk['min_free_bytes'])} free: min_free_disk)")
     lines.append(f"  client      modeldepot {report['client_version']}")
     return "\n".join(lines)

@@ -5,7 +5,9 @@
 training job (the runner, after the job's row says `succeeded`). It runs in the registry process,
 on a request thread or the runner's thread, so it must be quick: heavy work belongs in a job.
 
-It queues the version's ONNX twin build, a `compile` job (app/training/twin_build.py); the
+It applies retention to the version's model (app/store/retention.py: versions beyond
+`keep_versions` and datasets older than `keep_datasets_days` go), then queues the version's ONNX
+twin build, a `compile` job (app/training/twin_build.py); the
 version's twin shows `queued` until the job records its outcome. A failing hook is logged and
 never fails the upload or the job that made the version.
 """
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 
 from app.config import Settings
 from app.store import Store, VersionRecord
+from app.store.retention import collect, policy_of
 from app.store.twins import NEEDS_NO_TWIN, mark_queued
 
 
@@ -41,8 +44,14 @@ def on_version_ready(store: Store, runner: JobSubmitter, version: VersionRecord)
 
 
 def version_ready(store: Store, runner: JobSubmitter, version: VersionRecord) -> None:
-    try:
-        on_version_ready(store, runner, version)
-    except Exception:
-        log.exception("the version-ready hook failed for %s version %d", version.model,
-                      version.version)
+    # Each step on its own: a failing twin queue must not skip retention, nor the reverse.
+    for step in (_retain, on_version_ready):
+        try:
+            step(store, runner, version)
+        except Exception:
+            log.exception("the version-ready hook %s failed for %s version %d", step.__name__,
+                          version.model, version.version)
+
+
+def _retain(store: Store, runner: JobSubmitter, version: VersionRecord) -> None:
+    collect(store, policy_of(runner.settings), model=version.model)

@@ -42,6 +42,7 @@ from flask import Flask
 from flask_executor import Executor
 
 from app.config import Settings
+from app.diskspace import check_room
 from app.store import Store
 from app.store.jobs import JobRecord
 from app.training.hooks import version_ready
@@ -86,7 +87,11 @@ class JobRunner:
 
     def submit(self, kind: str, spec: dict[str, Any], *, model: str | None = None) -> JobRecord:
         """Queue a job of `kind` (a key of jobkinds.KINDS, checked by the request's parsing)
-        and hand it to the pool."""
+        and hand it to the pool. A training job is refused (507) before its row is written when
+        the disk is below min_free_disk: it would write a model file. A twin build is not: it
+        finishes an upload that passed the same check."""
+        if kind == "train":
+            check_room(self.settings.home, self.settings.min_free_disk, 0, "a training job")
         job = self.store.jobs.create(kind, spec, model)
         self.dispatch(job)
         return job

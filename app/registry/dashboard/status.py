@@ -66,7 +66,7 @@ def show() -> Response:
         },
         inference_info=inference_report(),
         data_dir=str(settings.home),
-        disk=disk_use(settings.home),
+        disk=disk_use(settings.home, settings.min_free_disk),
         links={
             "Inference API docs (Swagger UI)": f"{base}/docs",
             "Inference API reference (ReDoc)": f"{base}/redoc",
