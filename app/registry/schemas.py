@@ -105,6 +105,12 @@ class Version(BaseModel):
         default=None, description="The dataset a training job fitted this version on."
     )
     twin: Twin = Field(description="The compiled ONNX twin that inference serves when verified")
+    evaluation: dict[str, Any] | None = Field(
+        default=None,
+        description="The evaluation report on held-out rows (docs/api.md, Evaluation reports): "
+        "confusion matrix, ROC and PR curves, predicted vs actual, residuals, top features; "
+        "null until a training job or an evaluate job computed one.",
+    )
     created_at: str
     updated_at: str
 

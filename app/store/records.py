@@ -50,6 +50,7 @@ class VersionRecord:
     served_format: str | None = None
     served_sha256: str | None = None
     served_size: int | None = None
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def served_file(self) -> tuple[str | None, str]:
@@ -96,6 +97,7 @@ class VersionRecord:
             served_format=row["served_format"],
             served_sha256=row["served_sha256"],
             served_size=row["served_size"],
+            evaluation=json.loads(row["evaluation"] or "{}"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +125,7 @@ class VersionRecord:
                      "enabled": self.twin_enabled, "report": self.twin_report},
             "served": {"format": self.served_format, "sha256": self.served_sha256,
                        "size": self.served_size} if self.served_sha256 else None,
+            "evaluation": self.evaluation or None,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }
