@@ -197,6 +197,12 @@ class ModelCache:
             del self._targets[key]
         self._count_loaded()
 
+    def memory_use(self) -> dict[str, int]:
+        """Loaded versions against the budget (cache_memory_mb), for the dashboard."""
+        return {"loaded_models": len(self._by_version),
+                "loaded_bytes": sum(m.memory for m in self._by_version.values()),
+                "cache_memory_bytes": self._budget}
+
     def _count_loaded(self) -> None:
         self._metrics.loaded.set(len(self._by_version))
         self._metrics.loaded_bytes.set(sum(m.memory for m in self._by_version.values()))

@@ -28,12 +28,21 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 
 def create_blueprint() -> Blueprint:
-    from app.registry.dashboard import auth, datasets, jobs, models, predict, status, upload
+    from app.registry.dashboard import (
+        auth,
+        datasets,
+        jobs,
+        models,
+        predict,
+        status,
+        traffic,
+        upload,
+    )
     from app.registry.dashboard.web import csrf_ok, page
 
     bp = Blueprint(NAME, __name__, template_folder="templates", static_folder="static",
                    static_url_path="/assets")  # the Flask app itself claims /static
-    for child in (auth, models, upload, datasets, jobs, predict, status):
+    for child in (auth, models, upload, datasets, jobs, predict, status, traffic):
         bp.register_blueprint(child.bp)
 
     @bp.before_request

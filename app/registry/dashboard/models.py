@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 from app.errors import BadRequest, ModelDepotError
 from app.registry.context import registry
 from app.registry.dashboard.pictures import evaluation_charts, metric_history
+from app.registry.dashboard.traffic import model_traffic
 from app.registry.dashboard.web import form_text, form_version, go, page
 from app.registry.models_api import query_int, tag_filters
 from app.store.names import check_alias, check_name
@@ -52,12 +53,15 @@ def show(name: str) -> Response:
         name, limit=PAGE_SIZE, page_token=request.args.get("page_token")
     )
     next_url = url_for(".show", name=name, page_token=next_token) if next_token else None
+    traffic, traffic_note = model_traffic(name)
     return page(
         "model.html",
         model=model,
         versions=versions,
         rollbacks=rollback_targets(model.aliases, versions),
         history=metric_history(versions),
+        traffic=traffic,
+        traffic_note=traffic_note,
         next_url=next_url,
         default_alias=DEFAULT_ALIAS,
         nav="models",
