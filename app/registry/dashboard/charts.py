@@ -182,17 +182,19 @@ def line_chart(kind: str, title: str, series: Sequence[Series], x_label: str, y_
             parts.append(f'<polyline class="series" data-series="{escape(s.name)}" '
                          f'points="{path}" fill="none" stroke="{colour}" stroke-width="2" '
                          f'stroke-dasharray="{dash}"/>')
-        draw_points = not lines or len(coords) <= 60
+        dense = lines and len(coords) > 60  # a minute a point: dots, not markers
         for j, ((x, y), (px, py)) in enumerate(zip(s.points, coords, strict=True)):
             label = s.labels[j] if j < len(s.labels) else ""
             mark = s.marks[j] if j < len(s.marks) else ""
             rows.append((s.name, x_format(x), y_format(y), label, mark) if s.labels or s.marks
                         else (s.name, x_format(x), y_format(y)))
-            if not draw_points:
-                continue
             attrs = (f'data-series="{escape(s.name)}" data-x="{x}" data-y="{y}"'
                      + (f' data-label="{escape(label)}"' if label else "")
                      + (f' data-mark="{escape(mark)}"' if mark else ""))
+            if dense:
+                parts.append(f'<circle class="point dot" cx="{px}" cy="{py}" r="1.5" '
+                             f'fill="{colour}" {attrs}/>')
+                continue
             parts.append(_marker(shape, px, py, colour, attrs))
             if label:
                 parts.append(_text(px + 6, py - 8, label, cls="point-label"))
