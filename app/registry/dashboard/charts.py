@@ -159,13 +159,14 @@ def _legend(names: Sequence[str], width: int) -> list[str]:
 
 def line_chart(kind: str, title: str, series: Sequence[Series], x_label: str, y_label: str, *,
                x_format: Format = number, y_format: Format = number,
+               x_range: tuple[float, float] | None = None,
                y_range: tuple[float, float] | None = None, diagonal: bool = False,
                lines: bool = True) -> Chart:
     """Points joined by lines, one colour, dash and marker per series. `diagonal` draws y = x
     (chance on a ROC curve, a perfect fit on predicted against actual)."""
     xs = [x for s in series for x, _ in s.points] or [0.0, 1.0]
     ys = [y for s in series for _, y in s.points] or [0.0, 1.0]
-    frame = Frame((min(xs), max(xs)), y_range or (min(0.0, min(ys)), max(ys)))
+    frame = Frame(x_range or (min(xs), max(xs)), y_range or (min(0.0, min(ys)), max(ys)))
     parts = frame.axes(x_label, y_label, x_format, y_format)
     if diagonal:
         lo, hi = max(frame.x0, frame.y0), min(frame.x1, frame.y1)
@@ -307,7 +308,7 @@ def meters(kind: str, title: str, items: Sequence[tuple[str, float, float | None
     height = TOP + BOTTOM + 30 * max(1, len(items))
     label_space = 170
     largest = max([cap or value for _, value, cap in items] or [1.0]) or 1.0
-    span = WIDTH - label_space - RIGHT - 90
+    span = WIDTH - label_space - RIGHT - 140  # room after the bar for "1.8 MiB of 75.3 GiB"
     parts = []
     rows: list[tuple[Any, ...]] = []
     for i, (name, value, capacity) in enumerate(items):

@@ -77,7 +77,7 @@ def evaluation_charts(report: dict[str, Any]) -> list[Chart]:
     features = report.get("features")
     if features:
         source = features[0]["from"]
-        label = "importance (share of splits' gain)" if source == "feature_importances_" \
+        label = "importance (share of impurity decrease)" if source == "feature_importances_" \
             else "coefficient (per unit of the feature)"
         charts.append(bar_chart("features", f"Top {len(features)} features ({source})",
                                 [(f["name"], f["importance"]) for f in features], label))
@@ -106,7 +106,8 @@ def traffic_charts(model: str, buckets: Sequence[dict[str, Any]]) -> list[Chart]
                          "time (UTC)", "requests per minute", x_format=clock)]
     if served:
         charts.append(line_chart("latency", f"{model}: latency per minute", [p50, p99],
-                                 "time (UTC)", "latency (ms)", x_format=clock))
+                                 "time (UTC)", "latency (ms)", x_format=clock,
+                                 x_range=(minutes[0], minutes[-1])))
     return charts
 
 
