@@ -78,6 +78,10 @@ class ModelCache:
             model.last_used = time.monotonic()
         return model
 
+    def holds(self, name: str, ref: str | None) -> bool:
+        """Whether (name, ref) is loaded; unlike lookup, it does not count as a use."""
+        return (name, ref) in self._targets
+
     async def get(self, name: str, ref: str | None) -> LoadedModel:
         return self.lookup(name, ref) or await self._resolve_and_load((name, ref))
 

@@ -78,7 +78,7 @@ class PredictionRoutes:
         self.metrics.error(protocol, status)
         # Only models the server knows: a made-up name must not take a place in the history.
         if self.history is not None and (self.history.knows(name) or
-                                         self.cache.lookup(name, ref) is not None):
+                                         self.cache.holds(name, ref)):
             self.history.failed(name)
 
     async def _answer(self, protocol: str, name: str, ref: str | None, scope: Scope,
