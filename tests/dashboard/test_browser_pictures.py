@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import train_test_split
 
@@ -21,7 +23,7 @@ from app.formats import load_predictor
 from app.formats.signature import Signature
 from tests.conftest import TOKEN
 from tests.dashboard.conftest import Stack
-from tests.dashboard.test_browser import Driver, log_in, shot, wait
+from tests.dashboard.test_browser import Driver, log_in, shot
 from tests.registry.jobdata import FINAL, classification_csv, regression_csv, wait_until
 
 pytestmark = pytest.mark.slow
@@ -122,9 +124,11 @@ def test_charts_carry_the_numbers(browser: Driver, stack: Stack, screenshots: Pa
     assert call(predict, "POST", json.dumps({"instances": [[1.0]]}).encode())[0] == 422
 
     def totals(driver: Driver) -> tuple[float, float]:
+        """Requests and errors of this model (the status page also shows other tests' ones)."""
+        figure = driver.find_element(By.XPATH, "//figure[@data-chart='traffic']"
+                                     "[figcaption[starts-with(., 'pictures:')]]")
         found = {s: sum(float(y) for (y,) in svg_values(
-            driver, f"svg[data-chart=traffic] [data-series={s}].point", "y"))
-            for s in ("requests", "errors")}
+            figure, f"[data-series={s}].point", "y")) for s in ("requests", "errors")}
         return found["requests"], found["errors"]
 
     browser.get(f"{stack.registry_url}/models/pictures")
@@ -137,7 +141,9 @@ def test_charts_carry_the_numbers(browser: Driver, stack: Stack, screenshots: Pa
         assert call(predict, "POST", row)[0] == 200
     browser.execute_script(
         "document.querySelector('#traffic [data-refresh]').dispatchEvent(new Event('refresh'))")
-    wait(browser).until(lambda d: totals(d) == (9.0, 1.0))
+    # The swap may land between two reads of the chart: read it again then.
+    WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: totals(d) == (9.0, 1.0))
     assert browser.execute_script("return window.stillTheSamePage") is True
 
     # The status page: the box and the traffic of every model.
