@@ -141,6 +141,11 @@ SETTINGS: tuple[Setting, ...] = (
         "max_request_bytes", 32 << 20, "Largest prediction request body (e.g. 32M).", parse_size
     ),
     Setting("cache_memory_mb", 2048, "Memory budget of loaded models; least used go first.", int),
+    Setting(
+        "traffic_history", True,
+        "Keep per-minute traffic of each model in the inference server's memory for the "
+        "dashboard (app/inference/traffic.py; false: none).", _parse_bool,
+    ),
     Setting("poll_interval_ms", 200, "How often inference checks the store for changes.", int),
     Setting(
         "request_timeout_s",
@@ -268,6 +273,7 @@ class Settings:
     max_request_bytes: int = _default("max_request_bytes")
     cache_memory_mb: int = _default("cache_memory_mb")
     poll_interval_ms: int = _default("poll_interval_ms")
+    traffic_history: bool = _default("traffic_history")
     request_timeout_s: int = _default("request_timeout_s")
     twins: bool = _default("twins")
     pool_size: int = _default("pool_size")

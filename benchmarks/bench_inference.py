@@ -7,10 +7,14 @@ compile job builds (`compiled`); the naive app and the peak app from ../shared/b
 from there). Every server is pinned to core 0, the load
 generator (wrk with a Lua script for POST bodies) to core 1, with one BLAS/OpenMP thread each.
 Prints req/s, p50 and p99 for each model, batch 1 and 100, concurrency 1 and 64, the ratios to the
-naive app and to the ceiling, and the median of the rounds.
+naive app and to the ceiling, and the median of the rounds. A third `modeldepot inference`
+(`history-off`: scikit-learn, traffic_history=false) runs back to back with `ours` in every cell,
+and a second table compares them: the cost of the per-minute traffic history
+(app/inference/traffic.py).
 
-    .venv/bin/python benchmarks/bench_inference.py            # 3 rounds of 4 s (about 8 min)
+    .venv/bin/python benchmarks/bench_inference.py            # 3 rounds of 4 s (about 10 min)
     .venv/bin/python benchmarks/bench_inference.py --quick    # 1 round of 2 s
+    .venv/bin/python benchmarks/bench_inference.py --history  # only ours against history-off
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ MODELS = ("lr", "rf")
 BATCHES = (1, 100)
 CONCURRENCY = (1, 64)
 KINDS = ("ceiling", "naive", "ours", "compiled")
+HISTORY_KINDS = ("ours", "history-off")
 
 
 def free_port() -> int:
@@ -134,15 +139,21 @@ def uvicorn_argv(app: str, port: int) -> list[str]:
             "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
 
 
-def start_servers(work: Path) -> dict[str, Server]:
+def start_servers(work: Path, kinds: tuple[str, ...]) -> dict[str, Server]:
     servers: dict[str, Server] = {}
-    for kind, twins in (("ours", "false"), ("compiled", "true")):
+    for kind, twins, history in (("ours", "false", "true"), ("compiled", "true", "true"),
+                                 ("history-off", "false", "false")):
+        if kind not in kinds:
+            continue
         port = free_port()
         servers[kind] = Server(
             kind, [sys.executable, "-m", "app", "inference", "--inference-port", str(port),
                    "--log-level", "warning"],
             {"MODELDEPOT_HOME": str(work / "home"), "PYTHONPATH": str(ROOT),
-             "MODELDEPOT_TWINS": twins}, port, "/v2/health/ready")
+             "MODELDEPOT_TWINS": twins, "MODELDEPOT_TRAFFIC_HISTORY": history}, port,
+            "/v2/health/ready")
+    if "naive" not in kinds:
+        return servers
     for name in MODELS:
         port = free_port()
         servers[f"naive-{name}"] = Server(f"naive-{name}", uvicorn_argv("naive_app:app", port),
@@ -183,7 +194,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument("--history", action="store_true",
+                        help="measure only ours with the traffic history on and off")
     args = parser.parse_args()
+    kinds = HISTORY_KINDS if args.history else (*KINDS, "history-off")
     if args.quick:
         args.rounds, args.seconds = 1, 2.0
     if shutil.which("wrk") is None:
@@ -198,21 +212,23 @@ def main() -> int:
         bodies[batch].write_text(json.dumps({"instances": info["rows"][:batch]}))
         scripts[batch] = work / f"post-{batch}.lua"
         scripts[batch].write_text(LUA.format(body=bodies[batch]))
-    servers = start_servers(work)
+    servers = start_servers(work, kinds)
     urls = {"ceiling": lambda m: f"http://127.0.0.1:{servers['ceiling'].port}/predict",
             "naive": lambda m: f"http://127.0.0.1:{servers[f'naive-{m}'].port}/predict",
             "ours": lambda m: f"http://127.0.0.1:{servers['ours'].port}/v1/models/{m}/predict",
             "compiled":
-                lambda m: f"http://127.0.0.1:{servers['compiled'].port}/v1/models/{m}/predict"}
+                lambda m: f"http://127.0.0.1:{servers['compiled'].port}/v1/models/{m}/predict",
+            "history-off":
+                lambda m: f"http://127.0.0.1:{servers['history-off'].port}/v1/models/{m}/predict"}
     results: dict[tuple[str, str, int, int], list[dict[str, float]]] = {}
     try:
-        for url in [urls[k](m) for k in ("ours", "compiled", "naive") for m in MODELS]:
+        for url in [urls[k](m) for k in kinds if k != "ceiling" for m in MODELS]:
             wrk(url, scripts[1], 8, 1.0)  # warm up every server and model
         for round_ in range(args.rounds):
             for model in MODELS:
                 for batch in BATCHES:
                     for conc in CONCURRENCY:
-                        for kind in KINDS:  # back to back, same conditions
+                        for kind in kinds:  # back to back, same conditions
                             if kind == "ceiling" and model != MODELS[0]:
                                 continue  # the ceiling serves no model: measured once per cell
                             r = wrk(urls[kind](model), scripts[batch], conc, args.seconds)
@@ -222,7 +238,9 @@ def main() -> int:
         for server in servers.values():
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    report(results, info["predict_ms"], args)
+    if not args.history:
+        report(results, info["predict_ms"], args)
+    report_history(results, args)
     if args.json:
         args.json.write_text(json.dumps({"|".join(map(str, k)): v for k, v in results.items()},
                                         indent=1))
@@ -259,6 +277,34 @@ def report(results: dict[tuple[str, str, int, int], list[dict[str, float]]],
                       f"{o / n:>7.1f} {o / c:>6.2f} | {x / n:>7.1f} {x / c:>6.2f} {errors:>6.0f}")
     print("(req/s; p50 and p99 in ms; ours = scikit-learn, compiled = verified ONNX twin on "
           "onnxruntime; x naive and /ceil: ours, then compiled, over naive and ceiling)")
+
+
+def report_history(results: dict[tuple[str, str, int, int], list[dict[str, float]]],
+                   args: argparse.Namespace) -> None:
+    """ours (history on, the default) against history-off, measured back to back in each cell."""
+    print(f"\ntraffic history: median of {args.rounds} round(s) x {args.seconds:g} s")
+    header = (f"{'model':<5} {'batch':>5} {'conc':>4} | {'on':>7} {'p50':>6} {'p99':>6} | "
+              f"{'off':>7} {'p50':>6} {'p99':>6} | {'on/off':>6}")
+    print(header)
+    print("-" * len(header))
+    for model in MODELS:
+        for batch in BATCHES:
+            for conc in CONCURRENCY:
+                on, off = ([statistics.median(r[key] for r in results[(k, model, batch, conc)])
+                            for key in ("rps", "p50", "p99")] for k in HISTORY_KINDS)
+                print(f"{model:<5} {batch:>5} {conc:>4} | {on[0]:>7.0f} {on[1]:>6.2f} "
+                      f"{on[2]:>6.2f} | {off[0]:>7.0f} {off[1]:>6.2f} {off[2]:>6.2f} | "
+                      f"{on[0] / off[0]:>6.3f}")
+    print("(req/s; p50 and p99 in ms; on/off near 1.0 means the history costs nothing measurable)")
+    import timeit
+
+    from app.inference.traffic import TrafficHistory
+
+    history = TrafficHistory()
+    calls = 200_000
+    seconds = min(timeit.repeat(lambda: history.served("lr", 0.0012), number=calls, repeat=5))
+    print(f"one TrafficHistory.served call, in process: {seconds / calls * 1e6:.2f} us "
+          "(best of 5 x 200k)")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,15 @@ def test_push_train_wait_and_inspect(registry: Path, tmp_path: Path,
     assert len(bars) == len({b.split("%")[1] for b in bars})  # not a terminal: once per step
     job_id = done.group(1)
 
+    assert main(["models", "show", "churn", "1", "--evaluation"]) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert report[0].startswith("Evaluated on 30 held-out rows of dataset ")
+    assert report[1] == "Confusion matrix (rows: true class, columns: predicted):"
+    counts = [[int(c) for c in line.split()[1:3]] for line in report[3:5]]
+    assert sum(map(sum, counts)) == 30 and [line.split()[0] for line in report[3:5]] == ["0", "1"]
+    assert report[5].startswith("ROC AUC ") and report[6].startswith("PR AUC ")
+    assert report[7] == "Top features (feature_importances_):" and len(report) == 12
+
     assert main(["jobs", "list", "--status", "succeeded"]) == 0
     listed = capsys.readouterr().out
     assert listed.split()[:3] == ["ID", "KIND", "STATUS"]

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from app.cli.common import Command, print_json, registry_client, server_client
+from app.cli.evaluation_text import evaluation_text
 from app.client import Client
 from app.errors import BadRequest, ModelDepotError
 
@@ -43,6 +44,11 @@ def cmd_models_show(args: argparse.Namespace) -> int:
         data = client.request(
             "GET", f"/api/v1/models/{name}/versions/{quote(args.version, safe='')}"
         )
+        if args.evaluation:
+            print(evaluation_text(data.get("evaluation")))
+            return 0
+    elif args.evaluation:
+        raise BadRequest("--evaluation shows one version's report: name the version too.")
     else:
         data = client.request("GET", f"/api/v1/models/{name}")
         data["versions"] = client.request(
@@ -164,6 +170,8 @@ def add_commands(sub: Any, command: Command) -> None:
     p = command("show", cmd_models_show, "Show a model, or one version of it.", parent=msub)
     p.add_argument("name")
     p.add_argument("version", nargs="?", help="Number, 'latest' or alias.")
+    p.add_argument("--evaluation", action="store_true",
+                   help="Print the version's evaluation report as compact text, not JSON.")
     p = command("push", cmd_models_push, "Upload a model file as a new version.", parent=msub)
     p.add_argument("file", type=Path)
     p.add_argument("--name", required=True, help="Model name.")

@@ -39,6 +39,7 @@ from app.inference.middleware import (
     error_body,
     error_status,
 )
+from app.inference.traffic import MINUTES, TrafficHistory
 from app.inference.watcher import StoreWatcher, open_store
 from app.resources import resource_error, unexpected_error
 from app.security import SecurityPolicy, api_token
@@ -92,14 +93,18 @@ def create_app(settings: Settings, store: Store | None = None, *,
     app.state.cache = cache
     app.state.metrics = metrics
     app.state.watcher = watcher
+    history = TrafficHistory() if settings.traffic_history else None
+    app.state.history = history
     _add_routes(app, cache, metrics)
+    _add_traffic_routes(app, cache, history)
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=docs.STATIC_DIR), name="static")
 
     token = api_token(settings)
     policy = SecurityPolicy(token, settings.effective_auth, settings.allowed_hosts)
     app.front = SecurityMiddleware(
-        PredictionRoutes(app.serve_rest, cache, metrics, settings.max_request_bytes), policy
+        PredictionRoutes(app.serve_rest, cache, metrics, settings.max_request_bytes, history),
+        policy
     )
     return app
 
@@ -195,6 +200,37 @@ def _add_routes(app: FastAPI, cache: ModelCache, metrics: InferenceMetrics) -> N
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
         return HTMLResponse(docs.redoc_page(app.title))
+
+
+def _add_traffic_routes(app: FastAPI, cache: ModelCache,
+                        history: TrafficHistory | None) -> None:
+    """The traffic history (app/inference/traffic.py) and this process's memory, as JSON for
+    scripts and for the registry's dashboard."""
+
+    def enabled() -> TrafficHistory:
+        if history is None:
+            raise NotFound("The traffic history is switched off (setting traffic_history).",
+                           code="traffic_history_off")
+        return history
+
+    @app.get("/v1/traffic", tags=["v1"], summary="Which models have traffic history")
+    async def traffic() -> JSON:
+        found = enabled()
+        return JSON({**found.summary(), "models": found.models()})
+
+    @app.get("/v1/models/{name}/traffic", tags=["v1"],
+             summary="A model's requests, errors and p50/p99 latency per minute")
+    async def model_traffic(name: str, minutes: int = MINUTES) -> JSON:
+        found = enabled()
+        if not 1 <= minutes <= MINUTES:
+            raise BadRequest(f"minutes must be between 1 and {MINUTES}.")
+        return JSON({"model": name, "bucket_seconds": 60, "buckets": found.history(name, minutes)})
+
+    @app.get("/v1/resources", tags=["ops"], summary="Memory of this process and its models")
+    async def resources() -> JSON:
+        from app.procmem import resident_bytes
+
+        return JSON({"pid": os.getpid(), "resident_bytes": resident_bytes(), **cache.memory_use()})
 
 
 def _add_error_handlers(app: FastAPI) -> None:

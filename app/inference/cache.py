@@ -78,6 +78,10 @@ class ModelCache:
             model.last_used = time.monotonic()
         return model
 
+    def holds(self, name: str, ref: str | None) -> bool:
+        """Whether (name, ref) is loaded; unlike lookup, it does not count as a use."""
+        return (name, ref) in self._targets
+
     async def get(self, name: str, ref: str | None) -> LoadedModel:
         return self.lookup(name, ref) or await self._resolve_and_load((name, ref))
 
@@ -196,6 +200,12 @@ class ModelCache:
         for key in [k for k, m in self._targets.items() if m is model]:
             del self._targets[key]
         self._count_loaded()
+
+    def memory_use(self) -> dict[str, int]:
+        """Loaded versions against the budget (cache_memory_mb), for the dashboard."""
+        return {"loaded_models": len(self._by_version),
+                "loaded_bytes": sum(m.memory for m in self._by_version.values()),
+                "cache_memory_bytes": self._budget}
 
     def _count_loaded(self) -> None:
         self._metrics.loaded.set(len(self._by_version))

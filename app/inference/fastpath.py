@@ -33,6 +33,7 @@ from app.inference.middleware import (
     send_body,
     send_error,
 )
+from app.inference.traffic import TrafficHistory
 from app.resources import resource_error, unexpected_error
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,12 @@ class ClientGone(Exception):
 
 class PredictionRoutes:
     def __init__(self, app: ASGIApp, cache: ModelCache, metrics: InferenceMetrics,
-                 max_request_bytes: int) -> None:
+                 max_request_bytes: int, history: TrafficHistory | None = None) -> None:
         self.app = app
         self.cache = cache
         self.metrics = metrics
         self.max_bytes = max_request_bytes
+        self.history = history
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = match(scope["path"]) if scope["type"] == "http" else None
@@ -65,12 +67,19 @@ class PredictionRoutes:
             return
         except ModelDepotError as exc:
             exc = resource_error(exc) or exc
-            self.metrics.error(protocol, exc.status)
+            self._failed(protocol, name, ref, exc.status)
             await send_error(send, scope["path"], exc)
         except Exception as exc:
             error = unexpected_error(exc, "inference server", f"prediction on {scope['path']}")
-            self.metrics.error(protocol, error.status)
+            self._failed(protocol, name, ref, error.status)
             await send_error(send, scope["path"], error)
+
+    def _failed(self, protocol: str, name: str, ref: str | None, status: int) -> None:
+        self.metrics.error(protocol, status)
+        # Only models the server knows: a made-up name must not take a place in the history.
+        if self.history is not None and (self.history.knows(name) or
+                                         self.cache.holds(name, ref)):
+            self.history.failed(name)
 
     async def _answer(self, protocol: str, name: str, ref: str | None, scope: Scope,
                       receive: Receive, send: Send, started: float) -> None:
@@ -98,7 +107,10 @@ class PredictionRoutes:
             payload, json_size = encode_v2(name, model.version, request, results)
             extra = None if json_size is None else \
                 [(_HEADER_LENGTH_BYTES, str(json_size).encode())]
-        model.metrics.observe(protocol, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        model.metrics.observe(protocol, elapsed)
+        if self.history is not None:
+            self.history.served(name, elapsed)
         content_type = b"application/json" if extra is None else b"application/octet-stream"
         await send_body(send, 200, payload, content_type, extra)
 

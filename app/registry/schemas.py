@@ -110,6 +110,12 @@ class Version(BaseModel):
         description="Where an imported version came from: {kind: bundle|mirror|mlflow, "
         "publisher_key (or 'unsigned'), instance, model, version, upstream}; null if made here.",
     )
+    evaluation: dict[str, Any] | None = Field(
+        default=None,
+        description="The evaluation report on held-out rows (docs/api.md, Evaluation reports): "
+        "confusion matrix, ROC and PR curves, predicted vs actual, residuals, top features; "
+        "null until a training job or an evaluate job computed one.",
+    )
     created_at: str
     updated_at: str
 

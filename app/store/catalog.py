@@ -68,6 +68,7 @@ class NewVersion:
     tags: dict[str, str] = field(default_factory=dict)
     dataset_id: str | None = None  # the dataset a training job fitted it on
     served: ServedFile | None = None
+    evaluation: dict[str, Any] = field(default_factory=dict)  # app/training/evaluation.py
 
 
 def version_files(row: sqlite3.Row) -> set[str]:
@@ -321,8 +322,8 @@ class Store:
             "INSERT INTO versions (model_id, version, status, format, format_detail, "
             "sha256, size, signature, metrics, params, description, source, "
             "imported_globals, environment, warnings, created_at, updated_at, dataset_id, origin, "
-            "served_format, served_sha256, served_size) "
-            f"VALUES ({', '.join('?' * 22)})",
+            "served_format, served_sha256, served_size, evaluation) "
+            f"VALUES ({', '.join('?' * 23)})",
             (
                 model_id,
                 number,
@@ -346,6 +347,7 @@ class Store:
                 new.served.format if new.served else None,
                 new.served.sha256 if new.served else None,
                 new.served.size if new.served else None,
+                json.dumps(new.evaluation),
             ),
         )
         version_id = int(cur.lastrowid or 0)
@@ -506,6 +508,15 @@ class Store:
             return True
         finally:
             served.temp.unlink(missing_ok=True)
+
+    def set_evaluation(self, model: str, version: int, evaluation: dict[str, Any]) -> None:
+        """Store a version's evaluation report (an "evaluate" job's result). No revision bump:
+        what is served does not change."""
+        check_name(model)
+        with self.db.write() as conn:
+            row = self._resolve_row(conn, model, version)
+            conn.execute("UPDATE versions SET evaluation = ?, updated_at = ? WHERE id = ?",
+                         (json.dumps(evaluation), time.time(), row["id"]))
 
     def set_status(self, version_id: int, status: str, message: str = "") -> None:
         with self.db.write() as conn:

@@ -51,6 +51,7 @@ class VersionRecord:
     served_sha256: str | None = None
     served_size: int | None = None
     origin: dict[str, Any] | None = None  # where an imported version came from (app/fleet)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def served_file(self) -> tuple[str | None, str]:
@@ -98,6 +99,7 @@ class VersionRecord:
             served_sha256=row["served_sha256"],
             served_size=row["served_size"],
             origin=json.loads(row["origin"]) if row["origin"] else None,
+            evaluation=json.loads(row["evaluation"] or "{}"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +128,7 @@ class VersionRecord:
             "served": {"format": self.served_format, "sha256": self.served_sha256,
                        "size": self.served_size} if self.served_sha256 else None,
             "origin": self.origin,
+            "evaluation": self.evaluation or None,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }

@@ -134,4 +134,45 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE versions ADD COLUMN origin TEXT
     """,
+    # 5: evaluation reports (app/training/evaluation.py), stored with the version, and the
+    # "evaluate" job kind that computes one for an uploaded version. SQLite cannot change a CHECK,
+    # so the jobs table is rebuilt; its log is copied first to a table that names the new one, as
+    # dropping the old jobs table would cascade into the log (foreign keys stay on in here).
+    """
+    ALTER TABLE versions ADD COLUMN evaluation TEXT NOT NULL DEFAULT '{}';
+
+    CREATE TABLE jobs_new (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('train', 'compile', 'evaluate')),
+        status TEXT NOT NULL
+            CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+        spec TEXT NOT NULL,
+        progress REAL NOT NULL DEFAULT 0,
+        step TEXT NOT NULL DEFAULT '',
+        metrics TEXT NOT NULL DEFAULT '{}',
+        model TEXT,
+        version INTEGER,
+        error TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        worker_pid INTEGER,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL
+    );
+    INSERT INTO jobs_new SELECT * FROM jobs;
+    CREATE TABLE job_log_new (
+        job_id TEXT NOT NULL REFERENCES jobs_new(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        at REAL NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (job_id, seq)
+    );
+    INSERT INTO job_log_new SELECT * FROM job_log;
+    DROP TABLE job_log;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_new RENAME TO jobs;
+    ALTER TABLE job_log_new RENAME TO job_log;
+    CREATE INDEX jobs_by_status ON jobs (status, created_at)
+    """,
 )

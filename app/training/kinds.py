@@ -6,7 +6,8 @@ To add a kind (the ONNX twin build adds "compile"):
    reporting through `ctx.step(...)`;
 2. add a `JobKind` below. Leave `parse_request` None for jobs only the registry itself starts
    (through `JobRunner.submit(kind, spec, model=...)`), so `POST /jobs` refuses that kind;
-3. the kind must be one the `jobs.kind` CHECK of the schema allows ('train', 'compile').
+3. the kind must be one the `jobs.kind` CHECK of the schema allows ('train', 'compile',
+   'evaluate').
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.store import Store
-from app.training import train, twin_build
+from app.training import evaluate, train, twin_build
+from app.training.evaluate import EvaluateRequest, validate_evaluate
 from app.training.spec import TrainRequest, validate_train
 from app.validation import validate
 
@@ -36,7 +38,12 @@ def _parse_train(store: Store, data: dict[str, Any]) -> tuple[dict[str, Any], st
     return validate_train(store, validate(TrainRequest, data))
 
 
+def _parse_evaluate(store: Store, data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    return validate_evaluate(store, validate(EvaluateRequest, data))
+
+
 KINDS: dict[str, JobKind] = {
     "train": JobKind("train", train.run, _parse_train, creates_version=True),
     "compile": JobKind("compile", twin_build.run),  # started by hooks.on_version_ready only
+    "evaluate": JobKind("evaluate", evaluate.run, _parse_evaluate),
 }

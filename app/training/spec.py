@@ -40,23 +40,24 @@ class TrainRequest(Strict):
     description: str = Field(default="", max_length=10_000)
 
 
-def _columns(dataset: DatasetRecord, req: TrainRequest) -> list[str]:
-    if dataset.column(req.target) is None:
+def check_columns(dataset: DatasetRecord, target: str, features: list[str] | None) -> list[str]:
+    """The feature columns (default: all but the target), each present, numeric and complete;
+    the target present. For training, and for evaluating a version on a dataset."""
+    if dataset.column(target) is None:
         raise Unprocessable(
-            f"The dataset has no column {req.target[:80]!r} to use as target. Its columns: "
+            f"The dataset has no column {target[:80]!r} to use as target. Its columns: "
             f"{', '.join(c.name for c in dataset.columns[:50])}.",
             code="invalid_columns",
         )
-    features = req.features
     if features is None:
-        features = [c.name for c in dataset.columns if c.name != req.target]
+        features = [c.name for c in dataset.columns if c.name != target]
     if not features:
         raise Unprocessable("Training needs at least one feature column besides the target.",
                             code="invalid_columns")
     if len(set(features)) != len(features):
         raise Unprocessable("features lists a column twice.", code="invalid_columns")
-    if req.target in features:
-        raise Unprocessable(f"The target {req.target!r} cannot also be a feature.",
+    if target in features:
+        raise Unprocessable(f"The target {target!r} cannot also be a feature.",
                             code="invalid_columns")
     for name in features:
         column = dataset.column(name)
@@ -78,28 +79,28 @@ def _columns(dataset: DatasetRecord, req: TrainRequest) -> list[str]:
     return features
 
 
-def _check_target(dataset: DatasetRecord, req: TrainRequest, task: str) -> None:
-    column = dataset.column(req.target)
+def check_target(dataset: DatasetRecord, target: str, task: str) -> None:
+    column = dataset.column(target)
     assert column is not None
     if column.missing:
-        raise Unprocessable(f"The target {req.target!r} has {column.missing} missing value(s).",
+        raise Unprocessable(f"The target {target!r} has {column.missing} missing value(s).",
                             code="invalid_columns")
     if task == CLASSIFIER:
         if column.distinct is None:
             raise Unprocessable(
-                f"The target {req.target!r} has more than 1000 distinct values, which is a "
+                f"The target {target!r} has more than 1000 distinct values, which is a "
                 "regression target; choose a regressor.",
                 code="invalid_columns",
             )
         if column.distinct < 2:
             raise Unprocessable(
-                f"The target {req.target!r} has a single value; a classifier needs two classes "
+                f"The target {target!r} has a single value; a classifier needs two classes "
                 "or more.",
                 code="invalid_columns",
             )
     elif not column.numeric:
         raise Unprocessable(
-            f"The target {req.target!r} holds text; a regressor predicts numbers. Choose a "
+            f"The target {target!r} holds text; a regressor predicts numbers. Choose a "
             "classifier, or another target.",
             code="invalid_columns",
         )
@@ -123,8 +124,8 @@ def validate_train(store: Store, req: TrainRequest) -> tuple[dict[str, Any], str
         check_alias(req.alias)
     task = task_of(req.estimator)
     dataset = store.datasets.get(req.dataset)
-    features = _columns(dataset, req)
-    _check_target(dataset, req, task)
+    features = check_columns(dataset, req.target, req.features)
+    check_target(dataset, req.target, task)
     _check_split(dataset, req.test_size)
     estimator = build(req.estimator, req.params, req.random_state)
     target = dataset.column(req.target)

@@ -22,6 +22,7 @@ from app.formats import Signature, inspect_file
 from app.store import NewVersion, Store
 from app.store.jobs import JobRecord
 from app.training.estimators import CHUNKED_BY, CLASSIFIER, build, plain_params
+from app.training.evaluation import evaluation_report
 from app.training.tabular import load_columns, target_array
 from app.training.worker import JobContext, Outcome, plain_metrics, run_job
 
@@ -64,11 +65,13 @@ def train(store: Store, job: JobRecord, ctx: JobContext) -> Outcome:
     ctx.step("evaluate", P_EVALUATE, f"Evaluating on {len(X_test)} held-out rows.")
     with ctx.logged_warnings():
         metrics = plain_metrics(evaluate(estimator, spec["task"], X_test, y_test))
+        report = evaluation_report(estimator, spec["task"], X_test, y_test, features,
+                                   f"{len(X_test)} held-out rows of dataset {dataset.id[:12]}")
     ctx.log("Metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
 
     # The last point a cancel can stop the job: past it, a version exists.
     ctx.step("save", P_SAVE, f"Saving as skops to model {spec['model']!r}.")
-    record = save(store, job, estimator, features, metrics)
+    record = save(store, job, estimator, features, metrics, report)
     if spec.get("alias"):
         store.set_alias(record.model, spec["alias"], record.version)
         ctx.log(f"Alias {spec['alias']!r} now points at version {record.version}.")
@@ -133,7 +136,7 @@ def evaluate(estimator: Any, task: str, X: Any, y: Any) -> dict[str, float]:
 
 
 def save(store: Store, job: JobRecord, estimator: Any, features: list[str],
-         metrics: dict[str, float]) -> Any:
+         metrics: dict[str, float], report: dict[str, Any]) -> Any:
     """skops file in the blob temp dir -> the upload's checks -> a ready version."""
     import os
 
@@ -169,6 +172,7 @@ def save(store: Store, job: JobRecord, estimator: Any, features: list[str],
                 environment=inspection.environment,
                 warnings=inspection.warnings,
                 dataset_id=spec["dataset"],
+                evaluation=report,
             ),
         )
     finally:

@@ -87,8 +87,8 @@ def test_unknown_param_names_what_the_estimator_takes(client: FlaskClient, datas
                                                   "string."),
         ({"test_size": 1.5}, 422, "invalid_fields", "Field 'test_size': Input should be less "
                                                     "than 1."),
-        ({"kind": "shell"}, 422, "invalid_kind", "Field 'kind' must be one of: train (not "
-                                                 "'shell')."),
+        ({"kind": "shell"}, 422, "invalid_kind", "Field 'kind' must be one of: evaluate, "
+                                                 "train (not 'shell')."),
         ({"model": "../etc"}, 400, "invalid_name", "Invalid model name '../etc': use 1 to 128 "
                                                    "ASCII letters, digits, '.', '_' or '-', "
                                                    "starting with a letter or digit."),

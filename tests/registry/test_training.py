@@ -99,6 +99,10 @@ def test_classifier_trains_to_a_ready_version(client: FlaskClient, pool_app: Fla
     assert version["params"]["warm_start"] is False  # chunked fitting leaves the client's value
     assert version["signature"]["feature_names"] == ["f0", "f1", "f2", "f3"]
     assert version["signature"]["classes"] == [0, 1] and version["aliases"] == ["production"]
+    evaluation = version["evaluation"]  # on the 25% held out of 300 rows
+    assert evaluation["rows"] == 75 and np.sum(evaluation["confusion"]["counts"]) == 75
+    assert evaluation["roc"]["auc"] == pytest.approx(done["metrics"]["roc_auc"], abs=1e-6)
+    assert [f["name"] for f in evaluation["features"]][:2] == ["f0", "f1"]  # the label's causes
 
     log = client.get(f"/api/v1/jobs/{done['id']}/log").get_json()
     lines = [entry["line"] for entry in log["lines"]]

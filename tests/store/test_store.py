@@ -181,3 +181,34 @@ def test_a_new_shard_folder_is_made_durable_before_its_first_blob(
     synced.clear()
     store.blobs.write_bytes(b"first blob of its shard")  # stored already: nothing to sync
     assert synced == []
+
+
+def test_the_evaluation_migration_keeps_jobs_and_their_logs(tmp_path: Path) -> None:
+    """Rebuilding the jobs table (for the `evaluate` kind) keeps every job row and log line."""
+    from app.store import schema
+    from app.store.db import migrate
+
+    paths = Paths(tmp_path)
+    paths.home.mkdir(exist_ok=True)
+    conn = sqlite3.connect(paths.database, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    for number, script in enumerate(schema.MIGRATIONS[:3], start=1):
+        conn.executescript(script)
+        conn.execute(f"PRAGMA user_version = {number}")
+    conn.execute("INSERT INTO jobs (id, kind, status, spec, created_at) "
+                 "VALUES ('j1', 'train', 'succeeded', '{}', 1.0)")
+    conn.executemany("INSERT INTO job_log (job_id, seq, at, line) VALUES ('j1', ?, 1.0, ?)",
+                     [(1, "Queued train job."), (2, "Job succeeded.")])
+    conn.row_factory = sqlite3.Row
+    migrate(conn)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert [r["line"] for r in conn.execute("SELECT line FROM job_log ORDER BY seq")] == [
+        "Queued train job.", "Job succeeded."]
+    conn.execute("INSERT INTO jobs (id, kind, status, spec, created_at) "
+                 "VALUES ('j2', 'evaluate', 'queued', '{}', 2.0)")
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO jobs (id, kind, status, spec, created_at) "
+                     "VALUES ('j3', 'nonsense', 'queued', '{}', 2.0)")
+    conn.execute("DELETE FROM jobs WHERE id = 'j1'")  # the log still follows its job
+    assert conn.execute("SELECT COUNT(*) FROM job_log").fetchone()[0] == 0
+    conn.close()

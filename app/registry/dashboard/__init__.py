@@ -36,13 +36,14 @@ def create_blueprint() -> Blueprint:
         models,
         predict,
         status,
+        traffic,
         upload,
     )
     from app.registry.dashboard.web import csrf_ok, page
 
     bp = Blueprint(NAME, __name__, template_folder="templates", static_folder="static",
                    static_url_path="/assets")  # the Flask app itself claims /static
-    for child in (auth, models, upload, bundles, datasets, jobs, predict, status):
+    for child in (auth, models, upload, bundles, datasets, jobs, predict, status, traffic):
         bp.register_blueprint(child.bp)
 
     @bp.before_request

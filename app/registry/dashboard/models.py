@@ -9,6 +9,8 @@ from werkzeug.wrappers import Response
 
 from app.errors import BadRequest, ModelDepotError
 from app.registry.context import registry
+from app.registry.dashboard.pictures import evaluation_charts, metric_history
+from app.registry.dashboard.traffic import model_traffic
 from app.registry.dashboard.web import form_text, form_version, go, page
 from app.registry.models_api import query_int, tag_filters
 from app.store.names import check_alias, check_name
@@ -51,15 +53,43 @@ def show(name: str) -> Response:
         name, limit=PAGE_SIZE, page_token=request.args.get("page_token")
     )
     next_url = url_for(".show", name=name, page_token=next_token) if next_token else None
+    traffic, traffic_note = model_traffic(name)
     return page(
         "model.html",
         model=model,
         versions=versions,
         rollbacks=rollback_targets(model.aliases, versions),
+        history=metric_history(versions),
+        traffic=traffic,
+        traffic_note=traffic_note,
         next_url=next_url,
         default_alias=DEFAULT_ALIAS,
         nav="models",
     )
+
+
+@bp.get("/models/<name>/versions/<int:version>")
+def version(name: str, version: int) -> Response:
+    """One version with its evaluation report drawn."""
+    store = registry().store
+    record = store.get_version(name, version)
+    return page("version.html", version=record, evaluation=evaluation_charts(record.evaluation),
+                datasets=store.datasets.list_datasets(), nav="models")
+
+
+@bp.post("/models/<name>/versions/<int:version>/evaluate")
+def evaluate(name: str, version: int) -> Response:
+    """Queue an "evaluate" job (app/training/evaluate.py) and follow it on its job page."""
+    from app.registry.services import submit_job
+
+    back = url_for(".version", name=name, version=version)
+    try:
+        job = submit_job({"kind": "evaluate", "model": name, "version": version,
+                          "dataset": form_text("dataset"), "target": form_text("target")})
+    except ModelDepotError as exc:
+        return go(back, error=exc.message)
+    return go(url_for("dashboard.jobs.show", job_id=job.id),
+              ok=f"Evaluating {name} v{version}: the report appears on the version's page.")
 
 
 def rollback_targets(aliases: dict[str, int], versions: list[VersionRecord]) -> dict[str, int]:

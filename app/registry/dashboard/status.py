@@ -13,6 +13,7 @@ from app.errors import ServiceUnavailable
 from app.registry.context import registry
 from app.registry.dashboard import inference
 from app.registry.dashboard.access import cookie_token
+from app.registry.dashboard.traffic import box, status_traffic
 from app.registry.dashboard.web import page
 
 bp = Blueprint("status", __name__)
@@ -56,6 +57,8 @@ def show() -> Response:
     reg = registry()
     settings = reg.settings
     base = f"http://{browser_host()}:{settings.inference_port}"
+    disk = disk_use(settings.home, settings.min_free_disk)
+    traffic, traffic_note = status_traffic()
     return page(
         "status.html",
         registry_info={
@@ -66,7 +69,10 @@ def show() -> Response:
         },
         inference_info=inference_report(),
         data_dir=str(settings.home),
-        disk=disk_use(settings.home, settings.min_free_disk),
+        disk=disk,
+        box=box(disk),
+        traffic=traffic,
+        traffic_note=traffic_note,
         links={
             "Inference API docs (Swagger UI)": f"{base}/docs",
             "Inference API reference (ReDoc)": f"{base}/redoc",

@@ -102,3 +102,27 @@ function pollJob(root) {
   };
   window.setTimeout(tick, 200);
 }
+
+// Traffic charts redraw in place: every 30 s, fetch the server-drawn fragment (same origin, the
+// same SVG the page was rendered with) and swap it in. Open disclosures stay open.
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-refresh]").forEach((box) => {
+    const refresh = async () => {
+      if (document.hidden) return;
+      try {
+        const response = await fetch(box.dataset.refresh, { credentials: "same-origin" });
+        if (!response.ok) return;
+        const open = [...box.querySelectorAll("details")].map((d) => d.open);
+        const parsed = new DOMParser().parseFromString(await response.text(), "text/html");
+        box.replaceChildren(...parsed.body.childNodes);
+        box.querySelectorAll("details").forEach((d, i) => { if (open[i]) d.open = true; });
+        box.dataset.refreshed = String(Date.now());
+      } catch (error) {
+        // The inference server may be restarting: keep the last picture, try again later.
+      }
+    };
+    const seconds = Number(box.dataset.refreshSeconds || 30);
+    window.setInterval(refresh, seconds * 1000);
+    box.addEventListener("refresh", refresh); // "now, please" (a test, or another script)
+  });
+});
