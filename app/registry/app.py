@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from app import __version__
 from app.config import Settings
 from app.errors import ModelDepotError
-from app.registry import bundles_api, dashboard, models_api, versions_api
+from app.registry import blobs_api, bundles_api, dashboard, models_api, versions_api
 from app.registry.admission import UploadSlots
 from app.registry.api import ApiBlueprint, json_response, openapi_document
 from app.registry.context import Registry
@@ -39,7 +39,7 @@ def openapi() -> Response:
 
 
 BLUEPRINTS = [system, models_api.api, versions_api.api, datasets_routes, jobs_routes,
-              bundles_api.api]
+              bundles_api.api, blobs_api.api]
 
 _HTTP_CODES = {
     400: "bad_request",
