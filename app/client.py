@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 from app.errors import ModelDepotError
@@ -76,9 +76,13 @@ class Answer:
         return f"The server answered HTTP {self.status}."
 
 
+class Writer(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
 # Where a successful answer's body goes: a file, or a function choosing one from the status and
 # headers (a resumed download appends on 206 and starts over on 200).
-Sink = BinaryIO | Callable[[int, http.client.HTTPMessage], BinaryIO]
+Sink = BinaryIO | Writer | Callable[[int, http.client.HTTPMessage], Writer]
 
 
 def exchange(host: str, port: int | None, method: str, path: str, *,
@@ -242,7 +246,7 @@ class Client:
         )
 
 
-def _copy(response: http.client.HTTPResponse, sink: BinaryIO) -> int:
+def _copy(response: http.client.HTTPResponse, sink: Writer) -> int:
     expected = response.getheader("Content-Length")
     written = 0
     while chunk := response.read(1 << 20):

@@ -22,7 +22,9 @@ from app.registry.models_api import query_flag
 from app.registry.schemas import Deleted, ImportResult, KeyList, PublicKeyOut, TrustKey
 from app.registry.services import sandbox_limits
 from app.registry.uploads import receive_upload
+from app.store import Store
 from app.training.hooks import version_ready
+from app.training.runner import JobRunner
 
 log = logging.getLogger(__name__)
 api = ApiBlueprint("bundles", "/api/v1")
@@ -82,10 +84,16 @@ def run_import(stream: Readable, options: ImportOptions) -> ImportReport:
     reg = registry()
     capped = CappedReader(stream, reg.settings.max_upload_bytes, SETTING)
     report = import_bundle(capped, reg.store, reg.settings.paths, options)
+    announce_new_versions(reg.store, reg.runner, report)
+    return report
+
+
+def announce_new_versions(store: Store, runner: JobRunner, report: ImportReport) -> None:
+    """What a new version sets off (its twin build), for each version an import added whose
+    twin did not travel with it: bundles and mirrors alike."""
     for model, number, twin_travelled in report.new_versions:
         if not twin_travelled:
-            version_ready(reg.store, reg.runner, reg.store.get_version(model, number))
-    return report
+            version_ready(store, runner, store.get_version(model, number))
 
 
 @contextmanager
