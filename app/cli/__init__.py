@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.cli import fleet, jobs, models, servers
+from app.cli import fleet, jobs, mirror, models, servers
 from app.cli.common import CLIENT_SETTINGS, add_setting_flags
 from app.errors import ModelDepotError
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_commands(sub, command)
     jobs.add_commands(sub, command)  # datasets, train, jobs
     fleet.add_commands(sub, command)  # export, import, keys
+    mirror.add_commands(sub, command)  # mirror add|list|show|sync|rm
     return parser
 
 

@@ -46,6 +46,19 @@ def next_delay(every_s: float) -> float:
     return every_s * random.uniform(0.9, 1.0)
 
 
+def warm_sandbox() -> None:
+    """Start the sandbox zygote before a promotion arrives, not when it does: its first start
+    imports scikit-learn (seconds on a small box), which would otherwise delay every edge's
+    first swap. A no-op once it runs; without a zygote, checks start their own child."""
+    from app.formats.zygote_client import ZygoteLost, shared_zygote, zygote_supported
+
+    if zygote_supported():
+        try:
+            shared_zygote()
+        except ZygoteLost:
+            pass
+
+
 def upstream_for(mirror: MirrorRecord) -> Upstream:
     return ModelDepotUpstream(mirror.upstream, mirror.token)
 
@@ -87,7 +100,10 @@ class MirrorLoop:
     def run_due(self) -> int:
         """Sync every mirror that is due or asked for; how many ran."""
         ran = 0
-        for mirror in self.mirrors.all():
+        mirrors = self.mirrors.all()
+        if mirrors and self._thread is not None:
+            warm_sandbox()
+        for mirror in mirrors:
             if self._stopping.is_set():
                 break
             if mirror.sync_requested or time.monotonic() >= self._due.get(mirror.id, 0.0):
