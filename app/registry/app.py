@@ -14,6 +14,7 @@ from app.registry import (
     blobs_api,
     bundles_api,
     dashboard,
+    metrics_api,
     mirrors_api,
     models_api,
     versions_api,
@@ -46,7 +47,8 @@ def openapi() -> Response:
 
 
 BLUEPRINTS = [system, models_api.api, versions_api.api, datasets_routes, jobs_routes,
-              bundles_api.api, blobs_api.api, mirrors_api.api]
+              bundles_api.api, blobs_api.api, mirrors_api.api,
+              metrics_api.api]
 
 _HTTP_CODES = {
     400: "bad_request",

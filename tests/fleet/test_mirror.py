@@ -5,6 +5,7 @@ cutting proxy where a transfer must break)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,30 @@ def test_writes_need_the_token_and_the_token_is_never_shown(edge: Box) -> None:
     assert edge.client.delete(f"/api/v1/mirrors/{made['id']}").status_code == 401
     assert edge.client.delete(f"/api/v1/mirrors/{made['id']}", headers=AUTH).status_code == 200
     assert edge.client.get(f"/api/v1/mirrors/{made['id']}").status_code == 404
+
+
+def test_metrics_show_each_mirrors_counters(
+        central: tuple[Box, str], edge: Box, tmp_path: Path) -> None:
+    box, url = central
+    publish(box, tmp_path)
+    good = add_mirror(edge, url, "iris@production")
+    bad = add_mirror(edge, url, "missing@production")
+    sync(edge, good["id"])
+    state = sync(edge, bad["id"])
+    r = edge.client.get("/metrics")
+    assert r.status_code == 200 and r.content_type.startswith("text/plain; version=0.0.4")
+    samples = dict(line.rsplit(" ", 1) for line in r.get_data(as_text=True).splitlines()
+                   if not line.startswith("#"))
+
+    def sample(name: str, mirror: dict[str, Any]) -> float:
+        return float(samples[f'{name}{{mirror="{mirror["id"]}",upstream="{url}"}}'])
+
+    size = version(edge, "iris", "production")["size"]
+    assert sample("modeldepot_mirror_bytes_pulled_total", good) == size
+    assert sample("modeldepot_mirror_versions_applied_total", good) == 1
+    assert sample("modeldepot_mirror_up", good) == 1 and sample("modeldepot_mirror_up", bad) == 0
+    assert sample("modeldepot_mirror_failures_total", bad) == state["failures_total"] >= 1
+    assert abs(sample("modeldepot_mirror_last_success_timestamp_seconds", good)
+               - time.time()) < 3600  # a Unix time, written in full (not 1.7e+09)
+    assert f'modeldepot_mirror_last_success_timestamp_seconds{{mirror="{bad["id"]}"' not in \
+        r.get_data(as_text=True)
