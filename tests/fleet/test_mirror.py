@@ -248,3 +248,27 @@ def test_metrics_show_each_mirrors_counters(
                - time.time()) < 3600  # a Unix time, written in full (not 1.7e+09)
     assert f'modeldepot_mirror_last_success_timestamp_seconds{{mirror="{bad["id"]}"' not in \
         r.get_data(as_text=True)
+
+
+def test_dashboard_page_shows_state_and_error_and_syncs_now(
+        central: tuple[Box, str], edge: Box, tmp_path: Path) -> None:
+    from tests.dashboard.conftest import login, notices
+
+    box, url = central
+    publish(box, tmp_path)
+    good = add_mirror(edge, url, "iris@production")
+    bad = add_mirror(edge, url, "missing@production")
+    sync(edge, good["id"])
+    error = sync(edge, bad["id"])["last_error"]
+    browser = edge.client
+    csrf = login(browser)
+    page = browser.get("/mirrors").get_data(as_text=True)
+    assert f'data-mirror="{good["id"]}"' in page and "badge-ok" in page and "badge-error" in page
+    assert "No model named" in error and "No model named" in page
+    assert "iris</a>@production → v1" in page
+    r = browser.post(f"/mirrors/{good['id']}/sync", data={"csrf": csrf})
+    assert r.status_code == 303
+    assert edge.client.get(f"/api/v1/mirrors/{good['id']}").get_json()["sync_requested"] is True
+    assert any("requested" in n for n in notices(browser.get("/mirrors").get_data(as_text=True)))
+    forged = edge.app.test_client().post(f"/mirrors/{good['id']}/sync", data={"csrf": "x"})
+    assert forged.status_code in (401, 403)
