@@ -15,10 +15,11 @@ import binascii
 import contextlib
 import http.client
 import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 from app.client import Answer, Sink, Writer, exchange
@@ -158,6 +159,7 @@ class ModelDepotUpstream:
             # If-Range: the ETag is the digest, so a server with this file answers the rest.
             headers.update({"Range": f"bytes={have}-", "If-Range": f'"{sha256}"'})
         what = f"the file {sha256[:12]}..."
+        opened: list[BinaryIO] = []
         with contextlib.ExitStack() as files:
 
             def choose(status: int, answer_headers: http.client.HTTPMessage) -> Writer:
@@ -166,9 +168,14 @@ class ModelDepotUpstream:
                     if match is None or int(match.group(1)) != have:
                         raise UpstreamError(f"The upstream {self.url} answered a resume of "
                                             f"{what} with another range.")
-                    return CappedSink(files.enter_context(part.open("ab")), size - have, what)
-                return CappedSink(files.enter_context(part.open("wb")), size, what)
+                    opened.append(files.enter_context(part.open("ab")))
+                    return CappedSink(opened[-1], size - have, what)
+                opened.append(files.enter_context(part.open("wb")))
+                return CappedSink(opened[-1], size, what)
 
             answer = self._get(f"/api/v1/blobs/{quote(sha256)}", headers, choose)
+            for f in opened:  # the commit renames it into the blob store: durable first
+                f.flush()
+                os.fsync(f.fileno())
         if answer.status not in (200, 206):
             raise self._refused(answer, what)
