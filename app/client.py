@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 from app.errors import ModelDepotError
@@ -58,6 +58,7 @@ class Answer:
     status: int
     body: Any  # parsed JSON when the server said application/json, else the raw bytes
     retry_after: float | None = None  # a 503's Retry-After in seconds (capped), else None
+    headers: http.client.HTTPMessage | None = None  # the answer's headers (ETag, Content-Range)
 
     @property
     def ok(self) -> bool:
@@ -75,19 +76,32 @@ class Answer:
         return f"The server answered HTTP {self.status}."
 
 
+class Writer(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+# Where a successful answer's body goes: a file, or a function choosing one from the status and
+# headers (a resumed download appends on 206 and starts over on 200).
+Sink = BinaryIO | Writer | Callable[[int, http.client.HTTPMessage], Writer]
+
+
 def exchange(host: str, port: int | None, method: str, path: str, *,
              body: Iterable[bytes] | bytes | None = None, headers: dict[str, str] | None = None,
-             timeout: float, limit: int | None = None, sink: BinaryIO | None = None) -> Answer:
-    """One request on a fresh connection. Raises OSError (no answer, timeout) and
-    http.client.HTTPException (a broken answer) for the caller to name; reads at most `limit`
-    bytes of the body (None: all), and a body cut there is not parsed. With `sink`, a successful
-    answer's body is copied into it instead, and the Answer's body is the bytes written."""
-    conn = http.client.HTTPConnection(host.strip("[]"), port, timeout=timeout)
+             timeout: float, limit: int | None = None, sink: Sink | None = None,
+             tls: bool = False) -> Answer:
+    """One request on a fresh connection (HTTPS with `tls`). Raises OSError (no answer, timeout)
+    and http.client.HTTPException (a broken answer, a body cut short) for the caller to name;
+    reads at most `limit` bytes of the body (None: all), and a body cut there is not parsed.
+    With `sink`, a successful answer's body is copied into it instead, and the Answer's body is
+    the bytes written."""
+    kind = http.client.HTTPSConnection if tls else http.client.HTTPConnection
+    conn = kind(host.strip("[]"), port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers={"Connection": "close", **(headers or {})})
         response = conn.getresponse()
         if sink is not None and response.status < 400:
-            return Answer(response.status, _copy(response, sink))
+            target = sink if not callable(sink) else sink(response.status, response.headers)
+            return Answer(response.status, _copy(response, target), headers=response.headers)
         raw = response.read() if limit is None else response.read(limit + 1)
     finally:
         conn.close()
@@ -100,7 +114,7 @@ def exchange(host: str, port: int | None, method: str, path: str, *,
             parsed = raw
     elif not raw:
         parsed = None
-    return Answer(response.status, parsed, _retry_after(response))
+    return Answer(response.status, parsed, _retry_after(response), response.headers)
 
 
 def _notice(message: str) -> None:
@@ -149,8 +163,15 @@ class Client:
     token: str | None = None
     timeout: float = 600.0
     notice: Callable[[str], None] = _notice  # tells the user about a wait before a retry
+    retries: int = RETRIES  # a loop with its own backoff (the mirror) sends once: 0
 
-    def request(
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request; the JSON answer (or raw bytes), or with `sink` a successful answer
+        copied into it in 1 MiB chunks (the bytes written): a bundle may exceed memory."""
+        answer = self.answer(method, path, **kwargs)
+        return answer.body if answer.body is not None else b""
+
+    def answer(
         self,
         method: str,
         path: str,
@@ -159,10 +180,10 @@ class Client:
         body: Iterable[bytes] | bytes | None = None,
         headers: dict[str, str] | None = None,
         query: dict[str, Any] | None = None,
-        sink: BinaryIO | None = None,
-    ) -> Any:
-        """Send a request; the JSON answer (or raw bytes), or with `sink` a successful answer
-        copied into it in 1 MiB chunks (the bytes written): a bundle may exceed memory."""
+        sink: Sink | None = None,
+    ) -> Answer:
+        """Send a request (again after a 503 with Retry-After, up to `retries` times); the whole
+        Answer (status, body, headers). An error status raises ClientError with its message."""
         all_headers = {"Accept": "application/json", **(headers or {})}
         if self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"
@@ -173,9 +194,9 @@ class Client:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None}, doseq=True)
         # A refusal can be answered by sending the same body again only if it can be re-read.
         resendable = body is None or isinstance(body, bytes | MultipartBody)
-        for attempt in range(RETRIES + 1):
+        for attempt in range(self.retries + 1):
             answer = self._send(method, path, body, all_headers, sink)
-            if answer.retry_after is None or not resendable or attempt == RETRIES:
+            if answer.retry_after is None or not resendable or attempt == self.retries:
                 break
             delay = retry_delay(attempt, answer.retry_after)
             self.notice(f"the server is busy; sending {method} {path.split('?')[0]} again in "
@@ -185,14 +206,15 @@ class Client:
             error = ClientError(answer.message)
             error.status = answer.status
             raise error
-        return answer.body if answer.body is not None else b""
+        return answer
 
     def _send(self, method: str, path: str, body: Iterable[bytes] | bytes | None,
-              headers: dict[str, str], sink: BinaryIO | None = None) -> Answer:
+              headers: dict[str, str], sink: Sink | None = None) -> Answer:
         url = urlsplit(self.base_url)
         try:
             return exchange(url.hostname or "127.0.0.1", url.port, method, path, body=body,
-                            headers=headers, timeout=self.timeout, sink=sink)
+                            headers=headers, timeout=self.timeout, sink=sink,
+                            tls=url.scheme == "https")
         except http.client.HTTPException as exc:  # e.g. the server died mid-answer
             raise ClientError(
                 f"ModelDepot at {self.base_url} broke off its answer ({type(exc).__name__}). "
@@ -224,7 +246,7 @@ class Client:
         )
 
 
-def _copy(response: http.client.HTTPResponse, sink: BinaryIO) -> int:
+def _copy(response: http.client.HTTPResponse, sink: Writer) -> int:
     expected = response.getheader("Content-Length")
     written = 0
     while chunk := response.read(1 << 20):

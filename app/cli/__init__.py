@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.cli import fleet, jobs, models, servers, upkeep
+from app.cli import fleet, jobs, mirror, models, servers, upkeep
 from app.cli.common import CLIENT_SETTINGS, add_setting_flags
 from app.errors import ModelDepotError
 
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_commands(sub, command)  # datasets, train, jobs
     fleet.add_commands(sub, command)  # export, import, keys
     upkeep.add_commands(sub, command)  # gc, backup, restore
+    mirror.add_commands(sub, command)  # mirror add|list|show|sync|rm
     return parser
 
 

@@ -53,7 +53,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from app.supervisor.commands import run_status
 
-    return run_status(settings_from(args), as_json=args.json)
+    settings = settings_from(args)
+    code = run_status(settings, as_json=args.json)
+    if not args.json:
+        from app.cli.mirror import print_mirror_status
+
+        print_mirror_status(settings)
+    return code
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

@@ -1,8 +1,8 @@
 """The one import path: manifest, signature and policy, files, inspection, one commit.
 
 An `ImportSession` is fed a manifest and its signature, then files by digest, then finished.
-A bundle drives it from a tar stream (`import_bundle`); a mirror will drive it with the files it
-fetches by hash. In order:
+A bundle drives it from a tar stream (`import_bundle`); a mirror (app/fleet/mirror.py) drives
+it with the files it fetches by hash (`accept_file`, `skip_unneeded`). In order:
 1. the manifest is parsed and checked (manifest.py), and its signature verified against the
    trusted keys, before any file is written; policy refuses a bad signature or an untrusted key
    always, and an unsigned bundle when `require_signed_imports` is on;
@@ -41,6 +41,7 @@ from app.fleet.manifest import (
 from app.fleet.tarstream import BadBundle, Readable, TarReader
 from app.formats.sandbox import SandboxLimits
 from app.store import Store
+from app.store.blobs import file_sha256
 from app.store.imports import (
     ImportBatch,
     IncomingAlias,
@@ -168,6 +169,30 @@ class ImportSession:
         if digest != sha:
             raise BadBundle(f"The member {member!r} does not match its sha256: the file was "
                             "damaged or changed after the manifest was written.")
+
+    def accept_file(self, sha: str, path: Path) -> None:
+        """A wanted file fetched by digest (a mirror): its size and hash checked, then the
+        session owns `path` (a file in the data dir's file system, so the commit renames it).
+        A file that does not match is removed and refused: tampered bytes are never applied."""
+        if sha not in self.wanted:
+            raise BadBundle(f"The file {sha[:12]}... is not one this import needs.")
+        size = path.stat().st_size
+        expected = self.manifest.blobs[sha]
+        digest = file_sha256(path) if size == expected else None
+        if digest != sha:
+            path.unlink(missing_ok=True)
+            what = f"{size} bytes where the manifest says {expected}" if digest is None else \
+                "bytes that do not match its sha256"
+            raise BadBundle(f"The file {sha[:12]}... arrived with {what}: it was damaged or "
+                            "changed on the way. Nothing was applied.", code="bad_blob")
+        self.received[sha] = path
+
+    def skip_unneeded(self) -> None:
+        """Files fetched by digest: those the store holds, or only present versions use, are
+        not fetched at all (a bundle's stream must still pass them, `receive`)."""
+        for sha in self.manifest.blobs:
+            if sha not in self.wanted:
+                self.received.setdefault(sha, None)
 
     def finish(self) -> ImportReport:
         missing = sorted(set(self.manifest.blobs) - set(self.received))

@@ -10,7 +10,15 @@ from werkzeug.exceptions import HTTPException
 from app import __version__
 from app.config import Settings
 from app.errors import ModelDepotError
-from app.registry import bundles_api, dashboard, models_api, versions_api
+from app.registry import (
+    blobs_api,
+    bundles_api,
+    dashboard,
+    metrics_api,
+    mirrors_api,
+    models_api,
+    versions_api,
+)
 from app.registry.admission import UploadSlots
 from app.registry.api import ApiBlueprint, json_response, openapi_document
 from app.registry.context import Registry
@@ -39,7 +47,8 @@ def openapi() -> Response:
 
 
 BLUEPRINTS = [system, models_api.api, versions_api.api, datasets_routes, jobs_routes,
-              bundles_api.api]
+              bundles_api.api, blobs_api.api, mirrors_api.api,
+              metrics_api.api]
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -61,6 +70,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     runner = JobRunner(app, store, settings)
     uploads = UploadSlots(settings.max_uploads_in_progress)
     app.extensions["modeldepot"] = Registry(settings, store, policy, runner, uploads)
+    mirrors_api.create_loop(app)  # started by serve_registry, not by tests' in-thread apps
 
     @app.before_request
     def check_security() -> None:

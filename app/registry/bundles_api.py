@@ -7,9 +7,10 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import Response, request
+from flask import Response, current_app, request
 from werkzeug.http import parse_options_header
 
+from app.config import Paths
 from app.errors import PayloadTooLarge, UnsupportedMediaType
 from app.fleet import keys
 from app.fleet.export import build_bundle
@@ -22,7 +23,9 @@ from app.registry.models_api import query_flag
 from app.registry.schemas import Deleted, ImportResult, KeyList, PublicKeyOut, TrustKey
 from app.registry.services import sandbox_limits
 from app.registry.uploads import receive_upload
+from app.store import Store
 from app.training.hooks import version_ready
+from app.training.runner import JobRunner
 
 log = logging.getLogger(__name__)
 api = ApiBlueprint("bundles", "/api/v1")
@@ -47,13 +50,38 @@ def export_bundle() -> Response:
     )
 
 
+MAX_REMEMBERED = 1024
+ETAGS = "modeldepot_manifest_etags"  # per app: refs -> ((revision, key stamp), ETag)
+
+
+def _key_stamp(paths: Paths) -> int:
+    try:
+        return (keys.keys_dir(paths) / keys.PRIVATE_FILE).stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 @api.route("GET", "/bundles/manifest",
            "The manifest a bundle of these models would carry (signature in a header)",
            query=("model",))
 def export_manifest() -> Response:
     reg = registry()
-    bundle = build_bundle(reg.store, reg.settings.paths, export_refs())
+    refs = export_refs()
+    # A fleet polls this: while nothing a manifest shows can have changed (the store's revision
+    # and this box's key file are as they were), a repeated If-None-Match is answered 304 from
+    # the ETag remembered for these refs, without building the manifest again.
+    state = (reg.store.revision(), _key_stamp(reg.settings.paths))
+    remembered: dict[tuple[str, ...], tuple[tuple[int, int], str]] = \
+        current_app.extensions.setdefault(ETAGS, {})
+    known = remembered.get(tuple(refs))
+    if known is not None and known[0] == state and known[1] in request.headers.get(
+            "If-None-Match", ""):
+        return Response(status=304, headers={"ETag": known[1]})
+    bundle = build_bundle(reg.store, reg.settings.paths, refs)
     etag = f'"{bundle.etag}"'
+    if len(remembered) >= MAX_REMEMBERED:
+        remembered.clear()
+    remembered[tuple(refs)] = (state, etag)
     if etag in request.headers.get("If-None-Match", ""):
         return Response(status=304, headers={"ETag": etag})
     headers = {"ETag": etag}
@@ -82,10 +110,16 @@ def run_import(stream: Readable, options: ImportOptions) -> ImportReport:
     reg = registry()
     capped = CappedReader(stream, reg.settings.max_upload_bytes, SETTING)
     report = import_bundle(capped, reg.store, reg.settings.paths, options)
+    announce_new_versions(reg.store, reg.runner, report)
+    return report
+
+
+def announce_new_versions(store: Store, runner: JobRunner, report: ImportReport) -> None:
+    """What a new version sets off (its twin build), for each version an import added whose
+    twin did not travel with it: bundles and mirrors alike."""
     for model, number, twin_travelled in report.new_versions:
         if not twin_travelled:
-            version_ready(reg.store, reg.runner, reg.store.get_version(model, number))
-    return report
+            version_ready(store, runner, store.get_version(model, number))
 
 
 @contextmanager

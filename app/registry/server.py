@@ -66,6 +66,7 @@ def create_server(app: object, sock: socket.socket, settings: Settings) -> Any:
 def serve_registry(settings: Settings) -> None:
     from app.registry.app import create_app
     from app.registry.legacy import start_converting
+    from app.registry.mirrors_api import mirror_loop_of
 
     sock = bind_socket(settings.host, settings.registry_port, "registry_port")
     store = Store(settings.paths)
@@ -76,9 +77,12 @@ def serve_registry(settings: Settings) -> None:
     runner = app.extensions["modeldepot"].runner
     runner.resume()  # jobs a stopped registry left queued or running
     start_converting(store, settings)  # pickles an earlier release stored (app/registry/legacy.py)
+    mirrors = mirror_loop_of(app)
+    mirrors.start()  # its own thread: no request thread, no pool slot (app/fleet/mirror_loop.py)
     log.info("registry listening on http://%s:%d (data dir %s)", host, port, settings.home)
     server = create_server(app, sock, settings)
     try:
         server.run()
     finally:
+        mirrors.stop()
         runner.shutdown()  # ends the pool's workers; their jobs run once more on the next start

@@ -87,7 +87,8 @@ def delete_version(name: str, version: str) -> Response:
 
 
 @api.route("GET", "/models/<name>/versions/<version>/artifact",
-           "Download the stored file (ETag = sha256)", content_type="application/octet-stream")
+           "Download the stored file (ETag = sha256; Range and If-Range resume a cut download)",
+           content_type="application/octet-stream")
 def download_artifact(name: str, version: str) -> Response:
     store = registry().store
     record = store.get_version(name, version)

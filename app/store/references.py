@@ -31,3 +31,16 @@ def referenced_digests(conn: sqlite3.Connection, *, servable_only: bool) -> set[
         "UNION SELECT id FROM datasets"
     )
     return {r[0] for r in rows}
+
+
+_PUBLISHED = (
+    "SELECT 1 FROM versions WHERE status = 'ready' AND "
+    "(sha256 = ?1 OR served_sha256 = ?1 OR (twin_sha256 = ?1 AND twin_status = 'verified')) "
+    "LIMIT 1"
+)
+
+
+def is_published(conn: sqlite3.Connection, sha: str) -> bool:
+    """Whether a ready version names this file (its own, its served copy or its verified twin):
+    what GET /blobs/{sha256} may hand out. Datasets are never published by digest."""
+    return conn.execute(_PUBLISHED, (sha,)).fetchone() is not None

@@ -175,4 +175,30 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE job_log_new RENAME TO job_log;
     CREATE INDEX jobs_by_status ON jobs (status, created_at)
     """,
+    # 6: mirrors (app/fleet/mirror.py): what an edge box follows on an upstream, and where each
+    # stands (the loop's state survives restarts; the registry's /metrics reads the counters).
+    """
+    CREATE TABLE mirrors (
+        id TEXT PRIMARY KEY,
+        upstream TEXT NOT NULL,
+        models TEXT NOT NULL,
+        every_s REAL NOT NULL,
+        trust INTEGER NOT NULL DEFAULT 0,
+        token TEXT,
+        created_at REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'new'
+            CHECK (state IN ('new', 'syncing', 'ok', 'error')),
+        etag TEXT,
+        last_attempt REAL,
+        last_success REAL,
+        last_error TEXT NOT NULL DEFAULT '',
+        last_error_at REAL,
+        applied TEXT NOT NULL DEFAULT '[]',
+        failures INTEGER NOT NULL DEFAULT 0,
+        failures_total INTEGER NOT NULL DEFAULT 0,
+        bytes_pulled INTEGER NOT NULL DEFAULT 0,
+        versions_applied INTEGER NOT NULL DEFAULT 0,
+        sync_requested INTEGER NOT NULL DEFAULT 0
+    )
+    """,
 )

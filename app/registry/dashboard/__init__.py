@@ -33,6 +33,7 @@ def create_blueprint() -> Blueprint:
         bundles,
         datasets,
         jobs,
+        mirrors,
         models,
         predict,
         status,
@@ -43,7 +44,8 @@ def create_blueprint() -> Blueprint:
 
     bp = Blueprint(NAME, __name__, template_folder="templates", static_folder="static",
                    static_url_path="/assets")  # the Flask app itself claims /static
-    for child in (auth, models, upload, bundles, datasets, jobs, predict, status, traffic):
+    for child in (auth, models, upload, bundles, datasets, jobs, predict, status, traffic,
+                  mirrors):
         bp.register_blueprint(child.bp)
 
     @bp.before_request
