@@ -5,8 +5,9 @@
 training job (the runner, after the job's row says `succeeded`). It runs in the registry process,
 on a request thread or the runner's thread, so it must be quick: heavy work belongs in a job.
 
-It queues the version's ONNX twin build, a `compile` job (app/training/twin_build.py); the
-version's twin shows `queued` until the job records its outcome. A failing hook is logged and
+It queues the version's `compile` job (app/training/twin_build.py): its load cache
+(app/formats/load_cache.py) and, with the setting twins on, its ONNX twin build; the version's
+twin shows `queued` until the job records its outcome. A failing hook is logged and
 never fails the upload or the job that made the version.
 """
 
@@ -32,12 +33,15 @@ log = logging.getLogger(__name__)
 
 
 def on_version_ready(store: Store, runner: JobSubmitter, version: VersionRecord) -> None:
-    """Queue the ONNX twin build of a scikit-learn version (unless the setting twins is off)."""
-    if not runner.settings.twins or version.format in NEEDS_NO_TWIN:
+    """Queue the compile job of a scikit-learn version: its load cache, and its ONNX twin
+    unless the setting twins is off (then the twin stays `none`)."""
+    if version.format in NEEDS_NO_TWIN:
         return
-    if mark_queued(store, version.id):
-        runner.submit("compile", {"version_id": version.id, "model": version.model,
-                                  "version": version.version}, model=version.model)
+    twin = runner.settings.twins
+    if twin and not mark_queued(store, version.id):
+        return
+    runner.submit("compile", {"version_id": version.id, "model": version.model,
+                              "version": version.version, "twin": twin}, model=version.model)
 
 
 def version_ready(store: Store, runner: JobSubmitter, version: VersionRecord) -> None:
