@@ -66,6 +66,7 @@ def create_server(app: object, sock: socket.socket, settings: Settings) -> Any:
 def serve_registry(settings: Settings) -> None:
     from app.registry.app import create_app
     from app.registry.legacy import start_converting
+    from app.training.hooks import queue_missing_load_caches
 
     sock = bind_socket(settings.host, settings.registry_port, "registry_port")
     store = Store(settings.paths)
@@ -76,6 +77,7 @@ def serve_registry(settings: Settings) -> None:
     runner = app.extensions["modeldepot"].runner
     runner.resume()  # jobs a stopped registry left queued or running
     start_converting(store, settings)  # pickles an earlier release stored (app/registry/legacy.py)
+    queue_missing_load_caches(store, runner)  # versions stored before them, or after an upgrade
     log.info("registry listening on http://%s:%d (data dir %s)", host, port, settings.home)
     server = create_server(app, sock, settings)
     try:

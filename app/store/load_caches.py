@@ -43,3 +43,21 @@ def record_load_cache(store: Store, version_id: int, data: bytes,
         return True
     finally:
         temp.unlink(missing_ok=True)
+
+
+def versions_needing_load_cache(store: Store, environment: dict[str, str]) -> list[Any]:
+    """Ready versions servers load through scikit-learn that have no load cache, or one written
+    by other library versions (an upgrade), and no compile job queued or running for them:
+    versions an earlier release stored, and imported versions whose twin travelled."""
+    from app.store.catalog import VERSION_SELECT
+    from app.store.records import VersionRecord
+
+    with store.db.read() as conn:
+        rows = conn.execute(
+            VERSION_SELECT + " WHERE v.status = 'ready' AND v.format != 'onnx' AND NOT EXISTS ("
+            "SELECT 1 FROM jobs j WHERE j.kind = 'compile' AND j.status IN ('queued', 'running') "
+            "AND json_extract(j.spec, '$.version_id') = v.id) ORDER BY v.id"
+        ).fetchall()
+    records = [VersionRecord.from_row(row, {}, []) for row in rows]
+    return [r for r in records if r.load_cache_sha256 is None or r.load_cache_recipe is None
+            or r.load_cache_recipe.get("environment") != environment]

@@ -44,6 +44,25 @@ def on_version_ready(store: Store, runner: JobSubmitter, version: VersionRecord)
                               "version": version.version, "twin": twin}, model=version.model)
 
 
+def queue_missing_load_caches(store: Store, runner: JobSubmitter) -> int:
+    """At registry start: a load-cache-only compile job for each ready version without a
+    current load cache (app/store/load_caches.py); returns how many were queued."""
+    from app.formats.environment import runtime_environment
+    from app.store.load_caches import versions_needing_load_cache
+
+    queued = 0
+    for version in versions_needing_load_cache(store, runtime_environment()):
+        try:
+            runner.submit("compile", {"version_id": version.id, "model": version.model,
+                                      "version": version.version, "twin": False},
+                          model=version.model)
+            queued += 1
+        except Exception:
+            log.exception("queueing the load cache of %s version %d failed", version.model,
+                          version.version)
+    return queued
+
+
 def version_ready(store: Store, runner: JobSubmitter, version: VersionRecord) -> None:
     try:
         on_version_ready(store, runner, version)

@@ -17,6 +17,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from app.config import Settings
 from app.formats.load_cache import CacheRecipe, dump_cache, load_cache
 from app.formats.predictor import load_predictor
 from app.inference.loaded import ModelUnavailable, load_version
@@ -24,6 +25,7 @@ from app.store import Store, VersionRecord
 from app.store.load_caches import record_load_cache
 from app.training.twin_build import compile_version
 from tests.inference.conftest import add_version, flip_byte
+from tests.live import free_port, start_registry, stop, wait_until
 from tests.models import iris_model
 
 X, Y = make_classification(300, 8, random_state=0)
@@ -133,3 +135,20 @@ def test_a_replaced_or_deleted_cache_frees_its_blob(store: Store, tmp_path: Path
     assert second and store.blobs.exists(second)
     store.delete_version("m", 1, force=True)
     assert not store.blobs.exists(second)
+
+
+def test_a_starting_registry_writes_the_caches_missing(settings: Settings, store: Store,
+                                                       tmp_path: Path) -> None:
+    """Versions stored before the load cache existed (here: straight into the store) get one
+    from the registry's pool once it starts."""
+    add_version(store, "old", forest(), tmp_path)
+    assert store.get_version("old", 1).load_cache_sha256 is None
+    registry = start_registry(settings.home, free_port(), MODELDEPOT_TWINS="false")
+    try:
+        wait_until(lambda: store.get_version("old", 1).load_cache_sha256, 60,
+                   "the load cache of a version stored earlier")
+    finally:
+        stop(registry)
+    record = store.get_version("old", 1)
+    assert record.load_cache_sha256 and store.blobs.verify(record.load_cache_sha256)
+    assert load_version(store, record, refuse_file).predictor.predict(X[:2]).shape == (2,)
