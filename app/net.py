@@ -21,7 +21,7 @@ def bind_socket(host: str, port: int, setting: str, *, shared: bool = False) -> 
 
     With `shared` (several inference workers on one port), the socket gets SO_REUSEPORT and is
     bound but not listening: the kernel hands connections only to listening sockets, so a worker
-    still loading its models takes none; the server calls listen() once it is ready (asyncio's
+    still starting takes none; the server calls listen() once its app has started (asyncio's
     create_server does)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
