@@ -146,6 +146,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Keep per-minute traffic of each model in the inference server's memory for the "
         "dashboard (app/inference/traffic.py; false: none).", _parse_bool,
     ),
+    Setting(
+        "inference_workers",
+        1,
+        "Inference processes sharing the inference port (SO_REUSEPORT, Linux), each with its own "
+        "model cache; more answer more requests per second on more cores.",
+        _parse_at_least_one,
+    ),
     Setting("poll_interval_ms", 200, "How often inference checks the store for changes.", int),
     Setting(
         "request_timeout_s",
@@ -272,6 +279,7 @@ class Settings:
     max_batch_rows: int = _default("max_batch_rows")
     max_request_bytes: int = _default("max_request_bytes")
     cache_memory_mb: int = _default("cache_memory_mb")
+    inference_workers: int = _default("inference_workers")
     poll_interval_ms: int = _default("poll_interval_ms")
     traffic_history: bool = _default("traffic_history")
     request_timeout_s: int = _default("request_timeout_s")

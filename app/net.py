@@ -16,11 +16,18 @@ class PortInUse(ModelDepotError):
     code = "port_in_use"
 
 
-def bind_socket(host: str, port: int, setting: str) -> socket.socket:
-    """Bind before anything else starts, so a taken port is one clear error, never a silent move."""
+def bind_socket(host: str, port: int, setting: str, *, shared: bool = False) -> socket.socket:
+    """Bind before anything else starts, so a taken port is one clear error, never a silent move.
+
+    With `shared` (several inference workers on one port), the socket gets SO_REUSEPORT and is
+    bound but not listening: the kernel hands connections only to listening sockets, so a worker
+    still starting takes none; the server calls listen() once its app has started (asyncio's
+    create_server does)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
@@ -29,7 +36,8 @@ def bind_socket(host: str, port: int, setting: str) -> socket.socket:
             f"Port {port} on {host} is in use ({exc.strerror}). Stop what holds it, or choose "
             f"another port with --{setting.replace('_', '-')} or MODELDEPOT_{setting.upper()}."
         ) from exc
-    sock.listen(1024)
+    if not shared:
+        sock.listen(1024)
     return sock
 
 

@@ -1,8 +1,10 @@
 """Start-up figures of `modeldepot serve`, from source.
 
 1. Time from launching `python -m app serve` to both servers answering their health checks
-   (registry /api/v1/health and inference /v2/health/ready both 200), median of 5 runs, each on
-   a fresh data dir. Goal: under 1.5 s.
+   (registry /api/v1/health and inference /v2/health/ready both 200), median of 5 runs, with 0,
+   1 and 20 stored production models (LR, RF(100), HistGradientBoosting and a 20-feature
+   pipeline in turn, served by scikit-learn: twins off; each with the load cache the registry's
+   compile job writes). The empty data dir is the baseline. Goal (issue 18): 20 models under 2 s.
 2. Idle memory of all processes together (supervisor, registry, inference, and anything they
    started), a few seconds after ready: the sum of RSS (counts shared pages once per process, so
    an upper bound) and the sum of PSS (shared pages split between sharers). Goal: under 250 MB.
@@ -88,11 +90,53 @@ def tree_memory(pid: int) -> dict[str, Any]:
     }
 
 
-def one_run(idle_seconds: float) -> tuple[float, dict[str, Any] | None]:
+def stored_models(count: int) -> Path:
+    """A data dir holding `count` production models, each with its load cache."""
+    from app.config import Paths
+    from app.formats.signature import signature_from_estimator
+    from app.store import NewVersion, Store
+    from app.training.twin_build import compile_version
+    from benchmarks.bench_load import models
+    from tests.models import write_skops
+
     home = Path(tempfile.mkdtemp(prefix="modeldepot-bench-"))
+    store = Store(Paths(home))
+    kinds = list(models().values())
+    for n in range(count):
+        model = kinds[n % len(kinds)]
+        path = write_skops(home.parent / f"{home.name}-{n}.skops", model)
+        temp, sha, size = store.blobs.receive(iter([path.read_bytes()]))
+        path.unlink()
+        record = store.add_version(f"model-{n}", temp, sha, size, NewVersion(
+            format="skops", signature=signature_from_estimator(model).to_dict()))
+        store.set_alias(f"model-{n}", "production", 1)
+        compile_version(store, record.id, twin=False)
+    store.close()
+    return home
+
+
+def loaded_models(port: int) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("GET", "/metrics")
+        for line in conn.getresponse().read().decode().splitlines():
+            if line.startswith("modeldepot_inference_loaded_models "):
+                return int(float(line.split()[1]))
+    except OSError:
+        pass
+    finally:
+        conn.close()
+    return 0
+
+
+def one_run(idle_seconds: float, prepared: Path, count: int
+            ) -> tuple[float, float, dict[str, Any] | None]:
+    home = Path(tempfile.mkdtemp(prefix="modeldepot-bench-")) / "home"
+    shutil.copytree(prepared, home)
     registry_port, inference_port = free_ports(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELDEPOT_")}
     env.pop("NOTIFY_SOCKET", None)
+    env["MODELDEPOT_TWINS"] = "false"
     command = [sys.executable, "-m", "app", "serve", "--home", str(home),
                "--registry-port", str(registry_port), "--inference-port", str(inference_port)]
     started = time.perf_counter()
@@ -100,14 +144,19 @@ def one_run(idle_seconds: float) -> tuple[float, dict[str, Any] | None]:
                             stderr=subprocess.DEVNULL)
     try:
         elapsed = wait_ready(proc, started, registry_port, inference_port, 60)
+        while loaded_models(inference_port) < count:  # loads go on after ready
+            if time.perf_counter() - started > 60:
+                raise SystemExit("the models did not all load within 60 s")
+            time.sleep(0.01)
+        loaded = time.perf_counter() - started
         if not idle_seconds:
-            return elapsed, None
+            return elapsed, loaded, None
         time.sleep(idle_seconds)
-        return elapsed, tree_memory(proc.pid)
+        return elapsed, loaded, tree_memory(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(home.parent, ignore_errors=True)
 
 
 def supervisor_import_ms() -> float:
@@ -122,24 +171,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle", type=float, default=3.0, help="seconds idle before measuring")
+    parser.add_argument("--models", default="0,1,20", help="stored model counts to start with")
     args = parser.parse_args()
 
-    print(f"== modeldepot serve from source ({sys.executable}), {args.runs} runs")
-    times, memory = [], None
-    for i in range(args.runs):
-        elapsed, mem = one_run(args.idle if i == args.runs - 1 else 0.0)
-        times.append(elapsed)
-        memory = mem or memory
-        print(f"run {i + 1}: both ready in {elapsed:.3f} s")
-    median = statistics.median(times)
-    print(f"\nstart to both ready: median {median:.3f} s, min {min(times):.3f}, "
-          f"max {max(times):.3f} (goal < 1.5 s) {'OK' if median < 1.5 else 'OVER'}")
-    if memory:
-        print(f"idle memory, {memory['processes']} processes: RSS {memory['rss_mb']:.0f} MB, "
-              f"PSS {memory['pss_mb']:.0f} MB (goal < 250 MB) "
-              f"{'OK' if memory['rss_mb'] < 250 else 'OVER (RSS)'}")
-        for mb, cmd in memory["per_process"]:
-            print(f"  {mb:6.0f} MB  {cmd}")
+    print(f"== modeldepot serve from source ({sys.executable}), {args.runs} runs each")
+    for count in (int(c) for c in args.models.split(",")):
+        prepared = stored_models(count)
+        times, all_loaded, memory = [], [], None
+        try:
+            for i in range(args.runs):
+                elapsed, loaded, mem = one_run(args.idle if i == args.runs - 1 else 0.0,
+                                               prepared, count)
+                times.append(elapsed)
+                all_loaded.append(loaded)
+                memory = mem or memory
+        finally:
+            shutil.rmtree(prepared, ignore_errors=True)
+        median = statistics.median(times)
+        print(f"\n{count:3d} models: start to both ready: median {median:.3f} s, min "
+              f"{min(times):.3f}, max {max(times):.3f} (goal < 2 s) "
+              f"{'OK' if median < 2 else 'OVER'}")
+        print(f"  start to every production model loaded: median "
+              f"{statistics.median(all_loaded):.3f} s, max {max(all_loaded):.3f}")
+        if memory:
+            print(f"  idle memory, {memory['processes']} processes: RSS {memory['rss_mb']:.0f} MB, "
+                  f"PSS {memory['pss_mb']:.0f} MB (goal with one small model: RSS <= 150 MB)")
+            for mb, cmd in memory["per_process"]:
+                print(f"    {mb:6.0f} MB  {cmd}")
     print(f"supervisor imports (app.cli + app.supervisor.commands): "
           f"{supervisor_import_ms():.0f} ms")
 

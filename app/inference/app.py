@@ -7,6 +7,8 @@ JSON everywhere: `{"error": "..."}` under /v2 (its spec), the house shape elsewh
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -75,12 +77,18 @@ def create_app(settings: Settings, store: Store | None = None, *,
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await watcher.check()  # preload production aliases before taking traffic
+        # Production aliases load after ready, in the background: with many models a start
+        # would otherwise wait for every load (issue 18). A request for a model still loading
+        # joins its load (ModelCache.ensure_loaded) instead of failing.
+        preload = asyncio.create_task(watcher.check(), name="modeldepot-preload")
         cache.ready = True
-        watcher.start()
+        watcher.start(after=preload)
         try:
             yield
         finally:
+            preload.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await preload
             await watcher.stop()
             cache.close()
             predict_pool.shutdown(wait=False, cancel_futures=True)

@@ -168,7 +168,8 @@ def load_version(store: Store, record: VersionRecord, loader: Loader, *,
         return Prepared(record, twin_predictor, signature, time.perf_counter() - started, twin,
                         "onnxruntime-twin", twin_size)
     try:
-        predictor = loader(path, fmt, signature=signature)
+        predictor = _load_cached(store, record, signature) or loader(path, fmt,
+                                                                     signature=signature)
     except ModelDepotError as exc:  # our own sentences: they name no path
         log.warning("loading %s version %d failed: %s", record.model, record.version, exc.message)
         raise ModelUnavailable(
@@ -208,6 +209,39 @@ def _load_twin(store: Store, record: VersionRecord, signature: Any, key: str
                     record.model, record.version, exc)
         return None, 0
     return twin, len(data)
+
+
+def _load_cached(store: Store, record: VersionRecord, signature: Any) -> Predictor | None:
+    """The version from its load cache (app/formats/load_cache.py), after its sha256 matched;
+    None (and the served file is loaded) when there is none, it was written by other library
+    versions, or anything about it fails, which is logged: the cache is only ever a shortcut."""
+    digest, recipe_data = record.load_cache_sha256, record.load_cache_recipe
+    if not digest or not recipe_data:
+        return None
+    from app.formats.load_cache import CacheRecipe, load_cache
+    from app.formats.predictor import SklearnPredictor
+    from app.formats.signature import signature_from_estimator
+
+    try:
+        recipe = CacheRecipe.from_dict(recipe_data)
+        if not recipe.current():
+            log.info("%s version %d: load cache written by other library versions; loading its "
+                     "file", record.model, record.version)
+            return None
+        data = store.blobs.path(digest).read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            log.error("the load cache of %s version %d does not match its sha256; loading its "
+                      "file", record.model, record.version)
+            return None
+        estimator = load_cache(data, recipe)
+        return SklearnPredictor(estimator, signature or signature_from_estimator(estimator))
+    except ModelDepotError as exc:
+        log.warning("%s version %d: load cache not used (%s); loading its file", record.model,
+                    record.version, exc.message)
+    except OSError as exc:
+        log.warning("%s version %d: load cache unreadable (%s); loading its file", record.model,
+                    record.version, exc.strerror)
+    return None
 
 
 def warm_up(predictor: Predictor, signature: Signature | None, record: VersionRecord) -> None:

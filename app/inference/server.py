@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import socket
 
 from app.config import Settings
 from app.net import bind_socket
@@ -28,7 +29,11 @@ def serve_inference(settings: Settings) -> None:
     from app.inference.app import create_app
     from app.inference.connections import http_protocol
 
-    sock = bind_socket(settings.host, settings.inference_port, "inference_port")
+    shared = settings.inference_workers > 1 and hasattr(socket, "SO_REUSEPORT")
+    if settings.inference_workers > 1 and not shared:
+        log.warning("inference_workers=%d needs SO_REUSEPORT, which this platform lacks; this "
+                    "process serves alone", settings.inference_workers)
+    sock = bind_socket(settings.host, settings.inference_port, "inference_port", shared=shared)
     app = create_app(settings)
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
@@ -46,6 +51,7 @@ def serve_inference(settings: Settings) -> None:
         timeout_keep_alive=settings.request_timeout_s,
         # uvicorn's own limit comes after ours, so the app answers 413 with a JSON body.
         h11_max_incomplete_event_size=settings.max_request_bytes + (1 << 20),
+        backlog=1024,  # listen() happens here when the socket is shared (net.bind_socket)
     )
     server = uvicorn.Server(config)
     log.info("inference listening on http://%s:%d (data dir %s, %s/%s)", host, port,

@@ -58,10 +58,15 @@ class StoreWatcher:
             log.info("reading the store works again")
         self._failing = False
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="modeldepot-store-watcher")
+    def start(self, after: asyncio.Task[None] | None = None) -> None:
+        """Poll from now on; with `after` (the first check, running), once it has finished, so
+        two refreshes never overlap."""
+        self._task = asyncio.create_task(self._run(after), name="modeldepot-store-watcher")
 
-    async def _run(self) -> None:
+    async def _run(self, after: asyncio.Task[None] | None) -> None:
+        if after is not None:
+            with contextlib.suppress(Exception):  # it logs its own failures
+                await asyncio.shield(after)
         while True:
             await asyncio.sleep(self.interval_s)
             try:

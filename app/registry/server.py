@@ -67,6 +67,7 @@ def serve_registry(settings: Settings) -> None:
     from app.registry.app import create_app
     from app.registry.legacy import start_converting
     from app.registry.mirrors_api import mirror_loop_of
+    from app.training.hooks import queue_missing_load_caches
 
     sock = bind_socket(settings.host, settings.registry_port, "registry_port")
     store = Store(settings.paths)
@@ -79,6 +80,7 @@ def serve_registry(settings: Settings) -> None:
     start_converting(store, settings)  # pickles an earlier release stored (app/registry/legacy.py)
     mirrors = mirror_loop_of(app)
     mirrors.start()  # its own thread: no request thread, no pool slot (app/fleet/mirror_loop.py)
+    queue_missing_load_caches(store, runner)  # versions stored before them, or after an upgrade
     log.info("registry listening on http://%s:%d (data dir %s)", host, port, settings.home)
     server = create_server(app, sock, settings)
     try:

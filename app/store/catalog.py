@@ -72,8 +72,10 @@ class NewVersion:
 
 
 def version_files(row: sqlite3.Row) -> set[str]:
-    """The blobs a version row names: its file, its twin and the copy it is served from."""
-    return {row["sha256"], row["twin_sha256"], row["served_sha256"]} - {None}
+    """The blobs a version row names: its file, its twin, the copy it is served from and its
+    load cache."""
+    return {row["sha256"], row["twin_sha256"], row["served_sha256"],
+            row["load_cache_sha256"]} - {None}
 
 
 def _like_escape(text: str) -> str:
@@ -254,12 +256,13 @@ class Store:
             digests = {
                 d
                 for r in conn.execute(
-                    "SELECT sha256, twin_sha256, served_sha256 FROM versions WHERE model_id = ?",
+                    "SELECT sha256, twin_sha256, served_sha256, load_cache_sha256 FROM versions "
+                    "WHERE model_id = ?",
                     (model_id,),
                 )
                 for d in r
                 if d is not None
-            }  # model files, their ONNX twins and the copies they are served from
+            }  # model files, their ONNX twins, the copies they are served from, load caches
             conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
             trashed = trash_unreferenced(conn, self.blobs, self.paths.tmp, digests)
             bump_revision(conn)

@@ -52,6 +52,8 @@ class VersionRecord:
     served_size: int | None = None
     origin: dict[str, Any] | None = None  # where an imported version came from (app/fleet)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    load_cache_sha256: str | None = None  # the server's own fast-loading copy (load_cache.py)
+    load_cache_recipe: dict[str, Any] | None = None
 
     @property
     def served_file(self) -> tuple[str | None, str]:
@@ -100,6 +102,9 @@ class VersionRecord:
             served_size=row["served_size"],
             origin=json.loads(row["origin"]) if row["origin"] else None,
             evaluation=json.loads(row["evaluation"] or "{}"),
+            load_cache_sha256=row["load_cache_sha256"],
+            load_cache_recipe=json.loads(row["load_cache_recipe"])
+            if row["load_cache_recipe"] else None,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Which blob digests the database still needs: model files, the forms they are served from,
-their ONNX twins and datasets.
+their ONNX twins, their load caches and datasets.
 
 One place, so deleting and reconciling never disagree about what a blob is for.
 """
@@ -12,6 +12,7 @@ _REFERENCES = (
     "SELECT sha256 FROM versions WHERE sha256 = ?",
     "SELECT twin_sha256 FROM versions WHERE twin_sha256 = ?",
     "SELECT served_sha256 FROM versions WHERE served_sha256 = ?",
+    "SELECT load_cache_sha256 FROM versions WHERE load_cache_sha256 = ?",
     "SELECT id FROM datasets WHERE id = ?",
 )
 
@@ -28,6 +29,7 @@ def referenced_digests(conn: sqlite3.Connection, *, servable_only: bool) -> set[
         f"SELECT sha256 FROM versions WHERE sha256 IS NOT NULL{status} "
         "UNION SELECT twin_sha256 FROM versions WHERE twin_sha256 IS NOT NULL "
         "UNION SELECT served_sha256 FROM versions WHERE served_sha256 IS NOT NULL "
+        "UNION SELECT load_cache_sha256 FROM versions WHERE load_cache_sha256 IS NOT NULL "
         "UNION SELECT id FROM datasets"
     )
     return {r[0] for r in rows}

@@ -201,4 +201,13 @@ MIGRATIONS: tuple[str, ...] = (
         sync_requested INTEGER NOT NULL DEFAULT 0
     )
     """,
+    # 7: the load cache (app/formats/load_cache.py): a pickle the registry's pool writes of a
+    # version it loaded from its served file, so servers load in milliseconds instead of seconds;
+    # its blob digest, and its recipe {globals, environment} as JSON. Derived data: NULL means
+    # servers load the served file, as before.
+    """
+    ALTER TABLE versions ADD COLUMN load_cache_sha256 TEXT;
+    ALTER TABLE versions ADD COLUMN load_cache_recipe TEXT;
+    CREATE INDEX versions_by_load_cache ON versions (load_cache_sha256)
+    """,
 )

@@ -13,6 +13,7 @@ child whom to watch; see parentwatch.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -36,6 +37,11 @@ class ChildSpec:
     live_path: str  # answers 200 while the process can serve at all
     ready_path: str  # answers 200 once it can serve what it should
     label: str  # for people: "the registry", "the inference server"
+    name: str = ""  # its key in server.json: the role, or "inference-2" for a second worker
+
+    @property
+    def key(self) -> str:
+        return self.name or self.role
 
     def port(self, settings: Settings) -> int:
         return int(getattr(settings, self.port_setting))
@@ -45,6 +51,21 @@ REGISTRY = ChildSpec("registry", "registry_port", "/api/v1/health", "/api/v1/hea
 INFERENCE = ChildSpec("inference", "inference_port", "/v2/health/live", "/v2/health/ready",
                       "inference server")
 CHILDREN = (REGISTRY, INFERENCE)
+
+
+def child_specs(settings: Settings) -> tuple[ChildSpec, ...]:
+    """The children to run: the registry and `inference_workers` inference processes.
+
+    Workers share the inference port (SO_REUSEPORT) and each listens only once ready
+    (app/net.py), so a health probe on the port is answered by some ready worker; each worker is
+    still started, watched for exit and restarted with backoff on its own."""
+    workers = tuple(
+        dataclasses.replace(INFERENCE, name=f"inference-{n}", label=f"inference worker {n}")
+        for n in range(2, settings.inference_workers + 1)
+    )
+    first = INFERENCE if not workers else dataclasses.replace(INFERENCE,
+                                                               label="inference worker 1")
+    return (REGISTRY, first, *workers)
 
 
 def child_environment(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -36,8 +36,8 @@ from typing import Any
 from app.config import Settings
 from app.net import url_host
 from app.supervisor.children import (
-    CHILDREN,
     ChildSpec,
+    child_specs,
     exit_code,
     kill_group,
     request_stop,
@@ -134,7 +134,7 @@ class Supervisor:
     notifier: Notifier
     on_change: Callable[[Supervisor], None] = lambda s: None  # state changed: rewrite server.json
     on_ready: Callable[[Supervisor], None] = lambda s: None  # first time every child settled
-    specs: tuple[ChildSpec, ...] = CHILDREN
+    specs: tuple[ChildSpec, ...] = ()  # default: child_specs(settings)
     children: list[Child] = field(default_factory=list)
     should_exit: bool = False
     announced: bool = False
@@ -142,6 +142,7 @@ class Supervisor:
     signal_queue: collections.deque[int] = field(default_factory=collections.deque)
 
     def __post_init__(self) -> None:
+        self.specs = self.specs or child_specs(self.settings)
         self.children = [Child(s, self.settings.host, s.port(self.settings)) for s in self.specs]
         self._status_line = ""
 
@@ -323,7 +324,7 @@ class Supervisor:
     def status_line(self) -> str:
         parts = []
         for c in self.children:
-            text = f"{c.role} {c.state.replace('_', ' ')}"
+            text = f"{c.spec.key} {c.state.replace('_', ' ')}"
             if c.state == "crash_loop" and c.last_exit:
                 text += f" ({c.last_exit}, {c.start_failures} failures)"
             parts.append(text)
@@ -343,7 +344,7 @@ class Supervisor:
 
     def snapshot(self) -> dict[str, Any]:
         return {"state": self.overall_state(),
-                "children": {c.role: c.snapshot() for c in self.children}}
+                "children": {c.spec.key: c.snapshot() for c in self.children}}
 
     # -- stopping --------------------------------------------------------------------------
 

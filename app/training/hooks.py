@@ -6,9 +6,10 @@ training job (the runner, after the job's row says `succeeded`). It runs in the 
 on a request thread or the runner's thread, so it must be quick: heavy work belongs in a job.
 
 It applies retention to the version's model (app/store/retention.py: versions beyond
-`keep_versions` and datasets older than `keep_datasets_days` go), then queues the version's ONNX
-twin build, a `compile` job (app/training/twin_build.py); the
-version's twin shows `queued` until the job records its outcome. A failing hook is logged and
+`keep_versions` and datasets older than `keep_datasets_days` go), then queues the version's
+`compile` job (app/training/twin_build.py): its load cache (app/formats/load_cache.py) and, with
+the setting twins on, its ONNX twin build; the version's twin shows `queued` until the job
+records its outcome. A failing hook is logged and
 never fails the upload or the job that made the version.
 """
 
@@ -35,12 +36,34 @@ log = logging.getLogger(__name__)
 
 
 def on_version_ready(store: Store, runner: JobSubmitter, version: VersionRecord) -> None:
-    """Queue the ONNX twin build of a scikit-learn version (unless the setting twins is off)."""
-    if not runner.settings.twins or version.format in NEEDS_NO_TWIN:
+    """Queue the compile job of a scikit-learn version: its load cache, and its ONNX twin
+    unless the setting twins is off (then the twin stays `none`)."""
+    if version.format in NEEDS_NO_TWIN:
         return
-    if mark_queued(store, version.id):
-        runner.submit("compile", {"version_id": version.id, "model": version.model,
-                                  "version": version.version}, model=version.model)
+    twin = runner.settings.twins
+    if twin and not mark_queued(store, version.id):
+        return
+    runner.submit("compile", {"version_id": version.id, "model": version.model,
+                              "version": version.version, "twin": twin}, model=version.model)
+
+
+def queue_missing_load_caches(store: Store, runner: JobSubmitter) -> int:
+    """At registry start: a load-cache-only compile job for each ready version without a
+    current load cache (app/store/load_caches.py); returns how many were queued."""
+    from app.formats.environment import runtime_environment
+    from app.store.load_caches import versions_needing_load_cache
+
+    queued = 0
+    for version in versions_needing_load_cache(store, runtime_environment()):
+        try:
+            runner.submit("compile", {"version_id": version.id, "model": version.model,
+                                      "version": version.version, "twin": False},
+                          model=version.model)
+            queued += 1
+        except Exception:
+            log.exception("queueing the load cache of %s version %d failed", version.model,
+                          version.version)
+    return queued
 
 
 def version_ready(store: Store, runner: JobSubmitter, version: VersionRecord) -> None:

@@ -51,9 +51,11 @@ def test_unknown_routes_and_methods_are_json(client: AppClient) -> None:
     assert r.status_code in (404, 405) and "error" in r.json()
 
 
-def test_production_is_preloaded_before_traffic(client: AppClient) -> None:
+def test_production_is_preloaded_without_a_request(client: AppClient) -> None:
+    # After ready, in the background (issue 18: a start with many models must not wait for
+    # every load); no prediction asks for it here.
+    wait_for(lambda: "modeldepot_inference_loaded_models 1.0" in client.get("/metrics").text)
     text = client.get("/metrics").text
-    assert "modeldepot_inference_loaded_models 1.0" in text
     assert 'modeldepot_inference_load_seconds_count{model="iris"} 1.0' in text
 
 
@@ -128,3 +130,19 @@ def test_lru_eviction_under_the_memory_budget(settings: Settings, iris_store: St
         assert "modeldepot_inference_loaded_models 1.0" in text
         # Version 1 was evicted by 2 and loaded again on demand: two loads of 'many' v1.
         assert 'modeldepot_inference_load_seconds_count{model="many"} 4.0' in text
+
+
+def test_requests_right_after_ready_wait_for_models_still_loading(
+        settings: Settings, store: Store, tmp_path: Path) -> None:
+    """Ready comes before the production models are loaded; a request for one that is still
+    loading (or not started yet) joins or starts its load and gets its answer."""
+    names = [f"m{n}" for n in range(6)]
+    for n, name in enumerate(names):
+        add_version(store, name, iris_model(C=0.1 * (n + 1)), tmp_path, alias="production")
+    with AppClient(create_app(settings, store)) as c:
+        assert c.get("/v2/health/ready").status_code == 200
+        answers = [c.post(f"/v1/models/{name}/predict", json={"instances": [ROW]})
+                   for name in reversed(names)]
+        assert [(r.status_code, r.json()["version"]) for r in answers] == [(200, 1)] * 6
+        wait_for(lambda: "modeldepot_inference_loaded_models 6.0" in c.get("/metrics").text)
+        assert 'load_seconds_count{model="m0"} 1.0' in c.get("/metrics").text  # loaded once

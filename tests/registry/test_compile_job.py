@@ -21,6 +21,7 @@ from sklearn.kernel_ridge import KernelRidge
 
 from app.client import Client, ClientError
 from app.config import Settings
+from app.store import Store
 from tests.conftest import TOKEN
 from tests.live import free_port, start_inference, start_registry, stop
 from tests.models import write_skops
@@ -139,9 +140,22 @@ def test_compile_jobs_cannot_be_asked_for_by_clients(pool_app: Flask) -> None:
     assert response.get_json()["error"]["code"]
 
 
-def test_with_twins_off_no_twin_is_built(settings: Settings, tmp_path: Path) -> None:
+def test_with_twins_off_no_twin_is_built_but_the_load_cache_is(settings: Settings,
+                                                                 tmp_path: Path) -> None:
     with registry_app(settings.replace(twins=False)) as application:
         client = application.test_client()
         response = upload(client, "forest", write_skops(tmp_path / "forest.skops", SMALL))
         assert response.status_code == 201 and response.get_json()["twin"]["status"] == "none"
-        assert client.get("/api/v1/jobs").get_json()["jobs"] == []
+        jobs = client.get("/api/v1/jobs").get_json()["jobs"]
+        assert [j["kind"] for j in jobs] == ["compile"]
+        job = wait_until(lambda: (j := client.get(f"/api/v1/jobs/{jobs[0]['id']}").get_json())
+                         ["status"] in FINAL and j, "the load-cache job")
+        assert job["status"] == "succeeded"
+        assert client.get("/api/v1/models/forest/versions/1").get_json()["twin"]["status"] == \
+            "none"
+        store = Store(settings.paths, readonly=True)
+        try:
+            cache = store.get_version("forest", 1).load_cache_sha256
+            assert cache is not None and store.blobs.verify(cache)
+        finally:
+            store.close()

@@ -123,3 +123,14 @@ def test_a_child_failing_at_start_up_backs_off_into_a_crash_loop_while_the_other
             if child.process is not None:
                 kill_group(child.process)
                 child.process.wait()
+
+
+def test_each_inference_worker_is_a_child_of_its_own(tmp_path: Path) -> None:
+    from app.supervisor.children import child_specs
+
+    one = child_specs(Settings(home=tmp_path))
+    assert [s.key for s in one] == ["registry", "inference"]
+    three = child_specs(Settings(home=tmp_path, inference_workers=3))
+    assert [s.key for s in three] == ["registry", "inference", "inference-2", "inference-3"]
+    assert {s.role for s in three[1:]} == {"inference"}
+    assert [s.label for s in three[1:]] == [f"inference worker {n}" for n in (1, 2, 3)]
