@@ -56,3 +56,13 @@ def served_version(bundle: Bundle, name: str, rows: np.ndarray) -> int | None:
     except httpx.HTTPError:
         return None
     return int(r.json()["version"]) if r.status_code == 200 else None
+
+
+def engine(bundle: Bundle, name: str, version: int) -> str | None:
+    """What serves a version ("scikit-learn", "onnxruntime-twin", ...); None until it loads."""
+    try:
+        r = httpx.get(f"{bundle.inference}/v1/models/{name}/versions/{version}",
+                      timeout=scaled(30))
+    except httpx.HTTPError:
+        return None
+    return str(r.json()["engine"]) if r.status_code == 200 else None
