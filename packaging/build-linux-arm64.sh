@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the aarch64 (ARM64) single binary on an x86-64 Debian machine, under emulation.
 #
-#   sudo packaging/build-linux-arm64.sh [--test | --smoke] [--cache DIR]
+#   sudo packaging/build-linux-arm64.sh [--reuse] [--test | --smoke] [--cache DIR]
 #
 # PyInstaller cannot cross-build, so the build runs in an arm64 Debian root (debootstrap) through
 # qemu-user and binfmt_misc. Steps, each skipped when already done:
@@ -12,8 +12,11 @@
 #      dist/modeldepot-linux-aarch64-dir/ (the onedir build);
 #   5. a small sysroot (the root's glibc and zlib, an ARM /proc/cpuinfo) through which the host runs
 #      the binary: QEMU_LD_PREFIX=<cache>/sysroot.
-# Then --smoke serves, pushes and predicts with the binary (tests/bundle/smoke.py), or --test runs
-# the bundle tests against it (`pytest -m bundle`) with the timeouts scaled for emulation.
+# --reuse takes the binary from the cache instead when one was built from the same sources
+# (build.spec, pyproject.toml, packaging/entry.py, app/, assets/). Then --smoke serves, pushes and
+# predicts with it (tests/bundle/smoke.py), or --test runs the bundle tests against it and compares
+# its predictions with dist/modeldepot's (`pytest -m "bundle or arm64"`), waits scaled for
+# emulation.
 #
 # Downloads come only from the Debian mirror in this machine's apt sources and from PyPI through
 # this machine's pip settings. The cache is MODELDEPOT_ARM64_CACHE (default
@@ -26,8 +29,9 @@ CACHE="${MODELDEPOT_ARM64_CACHE:-/var/cache/modeldepot-arm64}"
 # (tests/bundle/conftest.py caps it, so no test passes only because its wait grew without bound).
 TIME_FACTOR="${MODELDEPOT_BUNDLE_TIME_FACTOR:-6}"
 after=build
+reuse=no
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "build-linux-arm64.sh: $*" >&2; exit 1; }
 say() { echo "==> $*"; }
 
@@ -35,6 +39,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --test) after=test; shift ;;
     --smoke) after=smoke; shift ;;
+    --reuse) reuse=yes; shift ;;
     --cache) CACHE="${2:?--cache needs a folder}"; shift 2 ;;
     --cache=*) CACHE="${1#*=}"; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -117,10 +122,10 @@ copy_pip_settings() {
     cp -a /etc/xdg/pip/. "$root/etc/xdg/pip/"
     [ -f "$root/etc/xdg/pip/pip.conf" ] && sed -i '/find-links/Id' "$root/etc/xdg/pip/pip.conf"
   fi
-  if [ -d /usr/local/share/ca-certificates ]; then
-    mkdir -p "$root/usr/local/share/ca-certificates"
-    cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
-  fi
+  # This machine's CA bundle (with its local CAs), which pip.conf's `cert` names: a text file,
+  # the same on any architecture, and much quicker than update-ca-certificates under emulation.
+  mkdir -p "$root/etc/ssl/certs"
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
   cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 }
 
@@ -138,7 +143,6 @@ make_root() {
     --include=python3,python3-venv,python3-dev,binutils,ca-certificates \
     "$SUITE" "$partial" "$mirror"
   copy_pip_settings "$partial"
-  chroot "$partial" /usr/sbin/update-ca-certificates >/dev/null
   touch "$partial/.complete"
   mv "$partial" "$ROOTFS"
 }
@@ -182,6 +186,30 @@ make_venv() {
   in_root python -m pip install --quiet -e "$SRC[test,build]"
 }
 
+# The build's inputs: a cached binary is reused only for the same build.spec, dependencies,
+# entry point and app sources.
+build_key() {
+  (cd "$REPO" && find build.spec pyproject.toml packaging/entry.py packaging/notices.py app assets \
+    -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum \
+    | sha256sum | cut -c1-16)
+}
+
+reuse_build() {
+  local cached="$CACHE/builds/$(build_key)"
+  [ -f "$cached/modeldepot-linux-aarch64" ] || return 1
+  say "reusing the build of these sources in $cached"
+  mkdir -p "$REPO/dist"
+  rm -rf "$REPO/dist/modeldepot-linux-aarch64" "$REPO/dist/modeldepot-linux-aarch64-dir"
+  cp -a "$cached/modeldepot-linux-aarch64" "$cached/modeldepot-linux-aarch64-dir" "$REPO/dist/"
+}
+
+keep_build() {  # only the newest build is kept
+  local cached="$CACHE/builds/$(build_key)"
+  rm -rf "$CACHE/builds"
+  mkdir -p "$cached"
+  cp -a "$REPO/dist/modeldepot-linux-aarch64" "$REPO/dist/modeldepot-linux-aarch64-dir" "$cached/"
+}
+
 build() {
   mount_root
   local out="$SRC/build/linux-aarch64"
@@ -192,16 +220,25 @@ build() {
   rm -rf "$REPO/dist/modeldepot-linux-aarch64" "$REPO/dist/modeldepot-linux-aarch64-dir"
   mv "$REPO/build/linux-aarch64/dist/modeldepot" "$REPO/dist/modeldepot-linux-aarch64"
   mv "$REPO/build/linux-aarch64/dist/modeldepot-dir" "$REPO/dist/modeldepot-linux-aarch64-dir"
+  keep_build
 }
 
 # -- 5. the sysroot the host runs the binary with ----------------------------------------------
 
 make_sysroot() {
+  [ -d "$SYSROOT" ] && return 0
   local partial="$SYSROOT.partial"
-  rm -rf "$partial" "$SYSROOT"
+  rm -rf "$partial"
   mkdir -p "$partial/proc"
   # Only glibc and zlib: what the binary needs besides itself, so a missing library shows here.
+  local link top
+  for link in bin sbin lib lib64; do  # merged /usr: /lib is a link to usr/lib
+    [ -L "$ROOTFS/$link" ] && cp -a "$ROOTFS/$link" "$partial/"
+  done
   chroot "$ROOTFS" dpkg -L libc6 zlib1g | while read -r path; do
+    top="${path#/}"
+    top="${top%%/*}"
+    [ -L "$ROOTFS/$top" ] && path="/$(readlink "$ROOTFS/$top")/${path#/"$top"/}"
     if [ -f "$ROOTFS$path" ] || [ -L "$ROOTFS$path" ]; then
       (cd "$ROOTFS" && cp -a --parents ".$path" "$partial/")
     fi
@@ -235,7 +272,7 @@ run_tests() {
   QEMU_LD_PREFIX="$SYSROOT" MODELDEPOT_BUNDLE_TIME_FACTOR="$TIME_FACTOR" \
     MODELDEPOT_BINARY="$REPO/dist/modeldepot-linux-aarch64" \
     MODELDEPOT_ONEDIR_BINARY="$REPO/dist/modeldepot-linux-aarch64-dir/modeldepot" \
-    "$python" -m pytest -m bundle "$@"
+    "$python" -m pytest -m "bundle or arm64" "$@"
 }
 
 smoke() {
@@ -247,10 +284,14 @@ smoke() {
 }
 
 timed "emulation (qemu-user-static, binfmt_misc)" emulation
-timed "arm64 Debian root ($SUITE)" make_root
-timed "venv in the root (project [test,build])" make_venv
-timed "pyinstaller build.spec under emulation" build
-unmount_all
+if [ "$reuse" = yes ] && [ -d "$SYSROOT" ] && reuse_build; then
+  :
+else
+  timed "arm64 Debian root ($SUITE)" make_root
+  timed "venv in the root (project [test,build])" make_venv
+  timed "pyinstaller build.spec under emulation" build
+  unmount_all
+fi
 timed "sysroot for running it from the host" make_sysroot
 report
 case "$after" in
