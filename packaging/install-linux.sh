@@ -4,10 +4,11 @@
 #   sudo ./install-linux.sh [--binary PATH] [--no-start]
 #   sudo ./install-linux.sh --uninstall [--purge]
 #
-# Installs the binary as /opt/modeldepot/modeldepot (linked from /usr/local/bin), creates the
-# system user `modeldepot`, installs and enables packaging/systemd/modeldepot.service and the
-# desktop entry. --uninstall removes all of that but keeps the data in /var/lib/modeldepot (and
-# the user that owns it) unless --purge is given.
+# Installs the binary for this machine's architecture (x86-64, or aarch64 as on a Raspberry Pi)
+# as /opt/modeldepot/modeldepot (linked from /usr/local/bin), creates the system user
+# `modeldepot`, installs and enables packaging/systemd/modeldepot.service and the desktop entry.
+# --uninstall removes all of that but keeps the data in /var/lib/modeldepot (and the user that
+# owns it) unless --purge is given.
 set -euo pipefail
 
 PREFIX=/opt/modeldepot
@@ -25,7 +26,7 @@ action=install
 purge=no
 start=yes
 
-usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "install-linux.sh: $*" >&2; exit 1; }
 say() { echo "==> $*"; }
 
@@ -45,12 +46,40 @@ done
 
 have_systemd() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
 
+# ELF e_machine of the architectures `uname -m` names (x86-64 62, aarch64 183).
+machine_of_arch() {
+  case "$1" in
+    x86_64|amd64) echo 62 ;;
+    aarch64|arm64) echo 183 ;;
+    *) echo unknown ;;
+  esac
+}
+
+elf_machine() {  # the e_machine field of an ELF file (bytes 18-19, little-endian), else nothing
+  [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ] || return 0
+  od -An -t u2 -j 18 -N 2 "$1" | tr -d ' '
+}
+
+# The build for this machine's architecture: dist/modeldepot-linux-aarch64 on an ARM64 board
+# (packaging/build-linux-arm64.sh), dist/modeldepot from `pyinstaller build.spec` on its own
+# architecture; a file built for another architecture is passed over.
 find_binary() {
   if [ -n "$binary" ]; then echo "$binary"; return; fi
-  for candidate in "$here/modeldepot" "$here/../dist/modeldepot" "$here/../modeldepot"; do
-    if [ -f "$candidate" ] && [ -x "$candidate" ]; then echo "$candidate"; return; fi
+  local arch want dir name candidate other=""
+  arch="$(uname -m)"
+  want="$(machine_of_arch "$arch")"
+  for dir in "$here" "$here/../dist" "$here/.."; do
+    for name in "modeldepot-linux-$arch" modeldepot; do
+      candidate="$dir/$name"
+      [ -f "$candidate" ] && [ -x "$candidate" ] || continue
+      if [ "$(elf_machine "$candidate")" = "$want" ]; then echo "$candidate"; return; fi
+      other="$candidate"
+    done
   done
-  die "no modeldepot binary found next to this script or in dist/; pass --binary PATH."
+  [ -n "$other" ] && die "$other is built for another architecture than this $arch machine;" \
+    "pass --binary PATH to the $arch build (on x86-64, packaging/build-linux-arm64.sh makes" \
+    "dist/modeldepot-linux-aarch64)."
+  die "no modeldepot binary for $arch found next to this script or in dist/; pass --binary PATH."
 }
 
 install_all() {

@@ -7,12 +7,19 @@ build must not pass.
 
 The binary is dist/modeldepot (or MODELDEPOT_BINARY); the onedir build is
 dist/modeldepot-dir/modeldepot (or MODELDEPOT_ONEDIR_BINARY).
+
+A binary for another architecture (packaging/build-linux-arm64.sh's aarch64 build on an x86-64
+machine) runs under qemu-user through binfmt_misc. Then every wait is scaled by
+MODELDEPOT_BUNDLE_TIME_FACTOR (at most MAX_TIME_FACTOR, so no test passes only because a wait grew
+without bound), QEMU_LD_PREFIX reaches the binary, and the tests marked `reads_proc_exe` are
+deselected: /proc/PID/exe of an emulated process names the emulator, not the binary.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -36,18 +43,92 @@ from tests.live import (
 ROOT = Path(__file__).resolve().parents[2]
 BINARY_ENV = "MODELDEPOT_BINARY"
 ONEDIR_ENV = "MODELDEPOT_ONEDIR_BINARY"
+TIME_FACTOR_ENV = "MODELDEPOT_BUNDLE_TIME_FACTOR"
+MAX_TIME_FACTOR = 10.0
+# What an emulated binary needs from the environment: qemu-user finds the aarch64 glibc (and the
+# ARM /proc/cpuinfo) under this prefix. A native binary never reads it.
+PASSED_THROUGH = ("QEMU_LD_PREFIX",)
+# ELF e_machine of the architectures platform.machine() names.
+ELF_MACHINES = {"x86_64": 62, "aarch64": 183}
+PROC_EXE_REASON = ("deselected under emulation: reads /proc/PID/exe, which names qemu-user "
+                   "for an emulated process, not the binary")
+
+
+def time_factor() -> float:
+    """How much slower than native the binary runs: MODELDEPOT_BUNDLE_TIME_FACTOR, 1 if unset."""
+    text = os.environ.get(TIME_FACTOR_ENV, "").strip()
+    try:
+        factor = float(text) if text else 1.0
+    except ValueError:
+        raise pytest.UsageError(f"{TIME_FACTOR_ENV}={text!r} is not a number") from None
+    if not 1.0 <= factor <= MAX_TIME_FACTOR:
+        raise pytest.UsageError(f"{TIME_FACTOR_ENV}={text} is outside 1..{MAX_TIME_FACTOR:g}")
+    return factor
+
+
+def scaled(seconds: float) -> float:
+    """A wait for the binary to do something, scaled for emulation."""
+    return seconds * time_factor()
+
+
 START_TIMEOUT = 60.0  # generous: a onefile binary unpacks ~100 MB before Python even starts
 
 
+def elf_machine(path: Path) -> int | None:
+    """The ELF e_machine field of `path`; None if it is not an ELF file."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(20)
+    except OSError:
+        return None
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return None
+    return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+
+
+def emulated(path: Path) -> bool:
+    """True when `path` is a program for another architecture than this machine's."""
+    machine = elf_machine(path)
+    return machine is not None and machine != ELF_MACHINES.get(platform.machine())
+
+
+def configured_binary() -> Path:
+    return Path(os.environ.get(BINARY_ENV) or ROOT / "dist/modeldepot").resolve()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "reads_proc_exe: relies on /proc/PID/exe naming the binary "
+                            "(deselected when the binary runs under emulation)")
+    config.addinivalue_line("markers", "arm64: compares the aarch64 binary with the native one "
+                            "(packaging/build-linux-arm64.sh builds it; run with -m arm64)")
+
+
+OPT_IN_MARKERS = ("bundle", "arm64")
+_proc_exe_deselected = pytest.StashKey[list[str]]()
+
+
+def deselect(config: pytest.Config, items: list[pytest.Item], gone: list[pytest.Item]) -> None:
+    if gone:
+        items[:] = [item for item in items if item not in gone]
+        config.hook.pytest_deselected(items=gone)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    asked = "bundle" in (config.getoption("markexpr") or "") or any(
-        "tests/bundle" in str(arg).replace(os.sep, "/") for arg in config.args)
-    if asked:
-        return
-    skipped = [item for item in items if item.get_closest_marker("bundle")]
-    if skipped:
-        items[:] = [item for item in items if not item.get_closest_marker("bundle")]
-        config.hook.pytest_deselected(items=skipped)
+    time_factor()  # a bad setting stops the run before anything starts
+    markexpr = config.getoption("markexpr") or ""
+    named = any("tests/bundle" in str(arg).replace(os.sep, "/") for arg in config.args)
+    for marker in OPT_IN_MARKERS:
+        if marker not in markexpr and not named:
+            deselect(config, items, [item for item in items if item.get_closest_marker(marker)])
+    if emulated(configured_binary()):
+        gone = [item for item in items if item.get_closest_marker("reads_proc_exe")]
+        config.stash[_proc_exe_deselected] = [item.nodeid for item in gone]
+        deselect(config, items, gone)
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    gone = config.stash.get(_proc_exe_deselected, [])
+    return [f"{nodeid}: {PROC_EXE_REASON}" for nodeid in gone]
 
 
 def require_binary(path: Path) -> Path:
@@ -59,7 +140,7 @@ def require_binary(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def binary() -> Path:
-    return require_binary(Path(os.environ.get(BINARY_ENV) or ROOT / "dist/modeldepot").resolve())
+    return require_binary(configured_binary())
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +158,7 @@ def minimal_environment(base: Path) -> dict[str, str]:
         "MODELDEPOT_HOME": str(base / "data"),
         "TMPDIR": str(base / "tmp"),
         "PATH": str(base / "bin"),  # empty: nothing to fall back on, Python least of all
-    }
+    } | {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
 
 
 def alive(pid: int) -> bool:
@@ -90,6 +171,12 @@ def command_line(pid: int) -> list[str]:
             return [w.decode(errors="replace") for w in f.read().split(b"\0") if w]
     except OSError:
         return []
+
+
+def runs(pid: int, binary: Path) -> bool:
+    """`pid` runs `binary`: its first word, or under qemu-user's binfmt entry (flag P), where the
+    emulator comes first, the second or third (the program's path, then its argv[0])."""
+    return str(binary) in command_line(pid)[:3]
 
 
 @dataclass
@@ -126,7 +213,7 @@ class Bundle:
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """A one-shot command of the binary (version, token, paths...) in the same environment."""
         return subprocess.run([str(self.binary), *args], env=self.env, cwd=self.base / "cwd",
-                              capture_output=True, text=True, timeout=timeout,
+                              capture_output=True, text=True, timeout=scaled(timeout),
                               stdin=subprocess.DEVNULL)
 
     def start(self, extra_env: dict[str, str] | None = None,
@@ -161,14 +248,14 @@ class Bundle:
 
     def answers(self) -> bool:
         try:
-            return (httpx.get(f"{self.registry}/api/v1/health", timeout=2).status_code == 200
-                    and httpx.get(f"{self.inference}/v2/health/ready", timeout=2).status_code
-                    == 200)
+            return all(httpx.get(url, timeout=scaled(2)).status_code == 200 for url in (
+                f"{self.registry}/api/v1/health", f"{self.inference}/v2/health/ready"))
         except httpx.HTTPError:
             return False
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> dict[str, int]:
-        wait_until(self.ready, timeout, f"both servers ready\n{self.output()}", interval=0.1)
+        wait_until(self.ready, scaled(timeout), f"both servers ready\n{self.output()}",
+                   interval=0.1)
         return self.child_pids()
 
     def remember(self) -> None:
@@ -195,15 +282,15 @@ class Bundle:
         assert self.proc is not None
         self.remember()
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
+        return self.proc.wait(scaled(timeout))
 
     def cleanup(self) -> None:
         """Leave nothing behind, whatever the test did."""
         if self.proc is not None:
             self.remember()
-            stop(self.proc, timeout=20)
+            stop(self.proc, timeout=scaled(20))
         for pid in self.seen:
-            if alive(pid) and command_line(pid)[:1] == [str(self.binary)]:
+            if alive(pid) and runs(pid, self.binary):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import signal
 import socket
@@ -29,7 +28,9 @@ from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
 from app.lazy_unpack import PARTS
-from tests.bundle.conftest import Bundle, alive, command_line, process_tree
+from tests.bundle import client
+from tests.bundle.client import auth, move_alias, predict_v1, push
+from tests.bundle.conftest import Bundle, alive, command_line, process_tree, scaled
 from tests.live import wait_until
 from tests.models import iris_model, iris_rows, write_skops
 from tests.supervisor.conftest import port_free
@@ -51,42 +52,8 @@ def served(binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[B
         bundle.cleanup()
 
 
-def auth(bundle: Bundle) -> dict[str, str]:
-    return {"Authorization": f"Bearer {bundle.token()}"}
-
-
-def push(bundle: Bundle, name: str, path: Path) -> dict[str, Any]:
-    with path.open("rb") as f:
-        r = httpx.post(f"{bundle.registry}/api/v1/models/{name}/versions", headers=auth(bundle),
-                       files={"file": (path.name, f, "application/octet-stream")},
-                       data={"metadata": json.dumps({"description": "from the bundle test"})},
-                       timeout=60)
-    assert r.status_code == 201, r.text
-    version: dict[str, Any] = r.json()
-    return version
-
-
-def move_alias(bundle: Bundle, name: str, alias: str, version: int) -> None:
-    r = httpx.put(f"{bundle.registry}/api/v1/models/{name}/aliases/{alias}", headers=auth(bundle),
-                  json={"version": version}, timeout=10)
-    assert r.status_code == 200, r.text
-
-
-def predict_v1(bundle: Bundle, name: str, rows: np.ndarray) -> dict[str, Any]:
-    r = httpx.post(f"{bundle.inference}/v1/models/{name}/predict",
-                   json={"instances": rows.tolist()}, timeout=30)
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
-
-
 def served_version(bundle: Bundle, name: str) -> int | None:
-    try:
-        r = httpx.post(f"{bundle.inference}/v1/models/{name}/predict",
-                       json={"instances": ROWS[:1].tolist()}, timeout=5)
-    except httpx.HTTPError:
-        return None
-    return int(r.json()["version"]) if r.status_code == 200 else None
+    return client.served_version(bundle, name, ROWS)
 
 
 # -- no Python, any directory ------------------------------------------------------------------
@@ -113,7 +80,7 @@ def test_deferred_libraries_unpack_without_a_request(served: Bundle) -> None:
     upload does not wait."""
     [folder] = served.tmp.glob("_MEI*")
     for part in PARTS:
-        wait_until(lambda p=part: (folder / p.done_marker).exists(), 60,  # type: ignore[misc]
+        wait_until(lambda p=part: (folder / p.done_marker).exists(), scaled(60),  # type: ignore[misc]
                    f"{part.payload} unpacked in the background")
     for name in ("numpy", "numpy.libs", "sklearn", "scipy", "scipy.libs", "onnxruntime", "onnx"):
         assert (folder / name).is_dir(), name
@@ -133,11 +100,11 @@ def test_a_one_shot_command_unpacks_what_it_imports_and_removes_it(served: Bundl
 
 
 def test_bundled_files_are_served(served: Bundle) -> None:
-    docs = httpx.get(f"{served.inference}/docs", timeout=10)
+    docs = httpx.get(f"{served.inference}/docs", timeout=scaled(10))
     assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
-    script = httpx.get(f"{served.inference}/static/swagger-ui-bundle.js", timeout=10)
+    script = httpx.get(f"{served.inference}/static/swagger-ui-bundle.js", timeout=scaled(10))
     assert script.status_code == 200 and len(script.content) > 100_000
-    dashboard = httpx.get(f"{served.registry}/", timeout=10)
+    dashboard = httpx.get(f"{served.registry}/", timeout=scaled(10))
     assert dashboard.status_code == 200 and "<html" in dashboard.text.lower()
     notices = served.run("notices")
     assert notices.returncode == 0, notices.stderr
@@ -152,12 +119,12 @@ def test_push_then_predict_through_v2_and_v1(served: Bundle, tmp_path: Path) -> 
     assert version["version"] == 1 and version["format"] == "skops"
     expected = model.predict(ROWS).tolist()
 
-    wait_until(lambda: served_version(served, "iris") == 1, 10, "version 1 served")
+    wait_until(lambda: served_version(served, "iris") == 1, scaled(10), "version 1 served")
     body = predict_v1(served, "iris", ROWS)
     assert body["model"] == "iris" and body["version"] == 1
     assert body["predictions"] == expected
 
-    r = httpx.post(f"{served.inference}/v2/models/iris/infer", timeout=30, json={"inputs": [
+    r = httpx.post(f"{served.inference}/v2/models/iris/infer", timeout=scaled(30), json={"inputs": [
         {"name": "input", "shape": list(ROWS.shape), "datatype": "FP64",
          "data": ROWS.reshape(-1).tolist()}]})
     assert r.status_code == 200, r.text
@@ -172,11 +139,11 @@ def test_alias_move_is_served_within_a_second(served: Bundle, tmp_path: Path) ->
     tree = DecisionTreeClassifier(max_depth=1, random_state=0).fit(X, y)
     second = push(served, "swap", write_skops(tmp_path / "b.skops", tree))["version"]
     move_alias(served, "swap", "production", first)
-    wait_until(lambda: served_version(served, "swap") == first, 10, "production -> first")
+    wait_until(lambda: served_version(served, "swap") == first, scaled(10), "production -> first")
 
     moved = time.monotonic()
     move_alias(served, "swap", "production", second)
-    wait_until(lambda: served_version(served, "swap") == second, 5, "production -> second",
+    wait_until(lambda: served_version(served, "swap") == second, scaled(5), "production -> second",
                interval=0.02)
     elapsed = time.monotonic() - moved
     # API.md promises 1 s; the extra half second is for a 2-core CI box busy with other tests.
@@ -206,17 +173,19 @@ def pool_workers(bundle: Bundle) -> set[int]:
             and os.path.realpath(f"/proc/{pid}/exe") == str(bundle.binary)}
 
 
+@pytest.mark.reads_proc_exe  # pool_workers tells the binary's workers by /proc/PID/exe
 def test_train_through_the_process_pool(served: Bundle) -> None:
-    r = httpx.post(f"{served.registry}/api/v1/datasets", headers=auth(served), timeout=30,
+    r = httpx.post(f"{served.registry}/api/v1/datasets", headers=auth(served), timeout=scaled(30),
                    files={"file": ("iris.csv", iris_csv(), "text/csv")})
     assert r.status_code in (200, 201), r.text
     dataset = r.json()
     assert dataset["id"]
 
-    r = httpx.post(f"{served.registry}/api/v1/jobs", headers=auth(served), timeout=30, json={
-        "kind": "train", "model": "trained", "dataset": dataset["id"], "target": "species",
-        "estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 500},
-        "alias": "production"})
+    train = {"kind": "train", "model": "trained", "dataset": dataset["id"], "target": "species",
+             "estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 500},
+             "alias": "production"}
+    r = httpx.post(f"{served.registry}/api/v1/jobs", headers=auth(served), timeout=scaled(30),
+                   json=train)
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
 
@@ -227,15 +196,15 @@ def test_train_through_the_process_pool(served: Bundle) -> None:
         nonlocal job
         workers.update(pool_workers(served))
         served.remember()
-        job = httpx.get(f"{served.registry}/api/v1/jobs/{job_id}", timeout=10).json()
+        job = httpx.get(f"{served.registry}/api/v1/jobs/{job_id}", timeout=scaled(10)).json()
         return job["status"] in ("succeeded", "failed", "cancelled")
 
-    wait_until(finished, TRAIN_TIMEOUT, "the training job finished", interval=0.05)
+    wait_until(finished, scaled(TRAIN_TIMEOUT), "the training job finished", interval=0.05)
     assert job["status"] == "succeeded", job
     assert job["progress"] == 1 and isinstance(job["version"], int), job
     assert workers, "no spawned pool worker of the binary was seen under the registry"
 
-    wait_until(lambda: served_version(served, "trained") == job["version"], 10,
+    wait_until(lambda: served_version(served, "trained") == job["version"], scaled(10),
                "the trained version served")
     X, y = load_iris(return_X_y=True)
     predictions = predict_v1(served, "trained", X)["predictions"]
@@ -248,9 +217,9 @@ def test_train_through_the_process_pool(served: Bundle) -> None:
 def test_a_killed_child_comes_back(served: Bundle, role: str) -> None:
     before = served.child_pids()[role]
     os.kill(before, signal.SIGKILL)
-    wait_until(lambda: served.child_pids().get(role) not in (None, before), 10,
+    wait_until(lambda: served.child_pids().get(role) not in (None, before), scaled(10),
                f"a new {role} process")
-    wait_until(served.ready, 10, f"the {role} ready again")
+    wait_until(served.ready, scaled(10), f"the {role} ready again")
     assert not alive(before)
     assert served_version(served, "iris") == 1
     assert len(served.unpack_dirs()) == 1  # the restarted child reused the supervisor's folder
@@ -263,13 +232,14 @@ def test_sigterm_leaves_no_process_and_no_unpack_folder(served: Bundle) -> None:
     assert len(tree) >= 4, tree  # launcher, supervisor, registry, inference (and pool workers)
     code = served.stop(signal.SIGTERM)
     assert code == 0, served.output()
-    wait_until(lambda: not any(alive(pid) for pid in tree), 5,
+    wait_until(lambda: not any(alive(pid) for pid in tree), scaled(5),
                f"every process gone: {[p for p in tree if alive(p)]}")
     assert port_free(served.registry_port) and port_free(served.inference_port)
     assert served.unpack_dirs() == []
     assert not (served.data / "server.json").exists()
 
 
+@pytest.mark.reads_proc_exe  # the supervisor finds its launcher by /proc/PID/exe (frozen.py)
 def test_killed_launcher_takes_everything_with_it(binary: Path, bundle_factory: Any) -> None:
     """SIGKILL of the onefile launcher: the supervisor below it stops the servers and removes
     the unpack folder the launcher can no longer remove."""
@@ -279,7 +249,7 @@ def test_killed_launcher_takes_everything_with_it(binary: Path, bundle_factory: 
     tree = set(bundle.seen)
     assert bundle.unpack_dirs()
     bundle.stop(signal.SIGKILL)
-    wait_until(lambda: not any(alive(pid) for pid in tree), 15,
+    wait_until(lambda: not any(alive(pid) for pid in tree), scaled(15),
                f"every process gone: {[(p, command_line(p)) for p in tree if alive(p)]}")
     assert port_free(bundle.registry_port) and port_free(bundle.inference_port)
     assert bundle.unpack_dirs() == []
@@ -321,8 +291,8 @@ def test_sd_notify_comes_from_below_the_launcher(binary: Path, bundle_factory: A
                      wrapper=["/bin/sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh"])
         assert bundle.proc is not None
         launcher = bundle.proc.pid
-        messages = receive_with_sender(sock, "READY=1", 60)
-        messages += receive_with_sender(sock, "WATCHDOG=1", 5)
+        messages = receive_with_sender(sock, "READY=1", scaled(60))
+        messages += receive_with_sender(sock, "WATCHDOG=1", scaled(5))
         senders = {pid for pid, _ in messages}
         assert launcher not in senders, messages
         assert len(senders) == 1, messages  # only the supervisor speaks, never a server
@@ -330,7 +300,7 @@ def test_sd_notify_comes_from_below_the_launcher(binary: Path, bundle_factory: A
         with open(f"/proc/{supervisor}/stat") as f:
             assert int(f.read().rsplit(")", 1)[1].split()[1]) == launcher
         assert bundle.stop(signal.SIGTERM) == 0
-        stopping = receive_with_sender(sock, "STOPPING=1", 5)
+        stopping = receive_with_sender(sock, "STOPPING=1", scaled(5))
         assert {pid for pid, _ in stopping} == {supervisor}
 
 
@@ -339,9 +309,9 @@ def test_onedir_build_serves_and_stops(onedir_binary: Path, bundle_factory: Any,
     bundle: Bundle = bundle_factory(onedir_binary).start()
     bundle.wait_ready()
     push(bundle, "iris", write_skops(tmp_path / "iris.skops"))
-    wait_until(lambda: served_version(bundle, "iris") == 1, 10, "version 1 served")
+    wait_until(lambda: served_version(bundle, "iris") == 1, scaled(10), "version 1 served")
     bundle.remember()
     tree = set(bundle.seen)
     assert bundle.stop(signal.SIGTERM) == 0, bundle.output()
-    wait_until(lambda: not any(alive(pid) for pid in tree), 5, "every process gone")
+    wait_until(lambda: not any(alive(pid) for pid in tree), scaled(5), "every process gone")
     assert bundle.unpack_dirs() == []  # a onedir build never unpacks
