@@ -24,9 +24,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from app.atomic import fsync_dir
 from app.config import Paths
 from app.errors import BadRequest, Conflict, NotFound
-from app.store.blobs import fsync_dir
 from app.store.names import check_name
 
 KIND = "modeldepot-ed25519"

@@ -155,7 +155,8 @@ class _Counting:
 def _wrapper_class() -> type:
     from joblib.numpy_pickle import NumpyArrayWrapper
 
-    return NumpyArrayWrapper
+    wrapper: type = NumpyArrayWrapper
+    return wrapper
 
 
 def _fresh_results() -> dict[int, Any]:

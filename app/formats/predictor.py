@@ -83,15 +83,16 @@ class OnnxPredictor:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if self._proba is None:
             raise BadRequest("This model does not give probabilities (no probabilities output).")
-        np = self._np
+        numpy = self._np
         out = self._run(self._proba, X)
         if isinstance(out, list):
             # ZipMap output: one {class: probability} dict per row.
             classes = list(self._classes or (sorted(out[0]) if out else []))
-            return np.array([[row[c] for c in classes] for row in out], dtype=np.float64).reshape(
-                len(out), len(classes)
-            )
-        return np.asarray(out, dtype=np.float64)
+            table: np.ndarray = numpy.array([[row[c] for c in classes] for row in out],
+                                            dtype=numpy.float64).reshape(len(out), len(classes))
+            return table
+        proba: np.ndarray = numpy.asarray(out, dtype=numpy.float64)
+        return proba
 
 
 def load_predictor(path: Path, format: str, *, signature: Signature | None = None) -> Predictor:

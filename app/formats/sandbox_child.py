@@ -104,7 +104,7 @@ def convert(examined: Any) -> bytes:
     estimator = examined.estimator
     why = "skops cannot represent it"
     try:
-        data = skops.io.dumps(estimator)
+        data: bytes = skops.io.dumps(estimator)
     except Exception as exc:
         raise InvalidModelFile(
             "The pickle loaded, but it cannot be converted to skops, the form ModelDepot serves "

@@ -83,7 +83,8 @@ class TwinPredictor:
     def _from_proba(self, proba: np.ndarray) -> np.ndarray:
         assert self._classes is not None
         best = proba.max(axis=1, keepdims=True)
-        return self._classes[(proba >= best - TIE).argmax(axis=1)]  # argmax: the first True
+        labels: np.ndarray = self._classes[(proba >= best - TIE).argmax(axis=1)]  # first True
+        return labels
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if self._classes is not None:
@@ -93,7 +94,7 @@ class TwinPredictor:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if not self.has_proba:
             raise BadRequest("This model does not give probabilities (it has no predict_proba).")
-        out = self._session.run([self._proba], self._feed(X))[0]  # type: ignore[list-item]
+        out = self._session.run([self._proba], self._feed(X))[0]
         return self._np.asarray(out, dtype=self._np.float64)
 
     def predict_with_proba(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -189,7 +189,7 @@ def _add_blob(tar: tarfile.TarFile, paths: Paths, sha: str) -> int:
         info = tarfile.TarInfo(f"blobs/{sha[:2]}/{sha}")
         info.size, info.mtime, info.mode = size, int(time.time()), 0o600
         reader = _Hashing(f)
-        tar.addfile(info, reader)  # type: ignore[arg-type]  # tarfile only calls read()
+        tar.addfile(info, reader)  # tarfile only calls read()
     if reader.digest.hexdigest() != sha:
         raise BadRequest(
             f"The stored file {sha[:12]}... no longer matches its sha256, so it cannot be backed "

@@ -9,8 +9,6 @@ Origin, token) plus what a browser needs: a session cookie from the token link o
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
 
 from flask import Blueprint, request
 from werkzeug.exceptions import HTTPException
@@ -18,6 +16,7 @@ from werkzeug.wrappers import Response
 
 from app.errors import Forbidden, ModelDepotError
 from app.registry.dashboard.access import NAME
+from app.registry.dashboard.filters import filesize, number, when
 from app.resources import resource_error, unexpected_error
 from app.security import SAFE_METHODS
 
@@ -89,27 +88,3 @@ def create_blueprint() -> Blueprint:
     bp.add_app_template_filter(when)
     bp.add_app_template_filter(number)
     return bp
-
-
-def filesize(size: int | None) -> str:
-    if size is None:
-        return "—"
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
-
-
-def when(timestamp: float | None) -> str:
-    """Local time: the browser and the server are almost always the same machine."""
-    if timestamp is None:
-        return "—"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
-
-
-def number(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -115,7 +115,7 @@ def box_charts(disk: dict[str, int | None], processes: Sequence[tuple[str, int]]
                cache: dict[str, Any] | None) -> list[Chart]:
     """Disk (the data dir against the free space), memory of each process, and the loaded
     models against cache_memory_mb."""
-    from app.registry.dashboard import filesize
+    from app.registry.dashboard.filters import filesize
 
     def size(value: float) -> str:
         return filesize(int(value))
