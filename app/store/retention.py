@@ -92,8 +92,11 @@ def _protected(conn: sqlite3.Connection, model_id: int) -> set[int]:
     keep |= {r[0] for r in conn.execute(
         "SELECT id FROM versions WHERE model_id = ? AND status = 'pending'", (model_id,))}
     keep |= {int(r[0]) for r in conn.execute(
+        # A compile job (twin, load cache) is derived work that records "the version was
+        # deleted" and ends; only jobs that read the version for a user keep it.
         "SELECT json_extract(spec, '$.version_id') FROM jobs "
-        "WHERE status IN ('queued', 'running') AND json_extract(spec, '$.version_id') IS NOT NULL")}
+        "WHERE status IN ('queued', 'running') AND kind != 'compile' "
+        "AND json_extract(spec, '$.version_id') IS NOT NULL")}
     served = conn.execute(
         "SELECT id FROM versions WHERE model_id = ? AND status = 'ready' "
         "ORDER BY version DESC LIMIT 1", (model_id,)).fetchone()

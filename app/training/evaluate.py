@@ -54,7 +54,8 @@ def validate_evaluate(store: Store, req: EvaluateRequest) -> tuple[dict[str, Any
     task = CLASSIFIER if signature.get("classes") else REGRESSOR
     check_target(dataset, req.target, task)
     spec = req.model_dump()
-    spec.update(features=features, task=task)
+    # version_id: retention keeps a version a queued or running job reads (store/retention.py).
+    spec.update(features=features, task=task, version_id=record.id)
     return spec, req.model
 
 

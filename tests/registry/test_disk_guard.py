@@ -66,7 +66,8 @@ def test_uploads_datasets_and_training_are_refused_before_writing(
             client.post("/api/v1/jobs", json=train_body(dataset), headers=AUTH))
         store = app.extensions["modeldepot"].store
         assert store.revision() == revision
-        assert store.jobs.list_jobs()[0] == []
+        # No training job was queued (version 1's own compile job, for its load cache, may be).
+        assert [j.kind for j in store.jobs.list_jobs()[0] if j.kind != "compile"] == []
         assert not list(store.paths.tmp.iterdir())
         assert [r.version for r in store.list_versions("iris")[0]] == [1]
         # Reading goes on: the model, its file, the status page.

@@ -47,7 +47,9 @@ def test_newest_n_stay_and_old_files_are_freed(store: Store) -> None:
 def test_aliases_jobs_and_the_served_version_are_kept(store: Store) -> None:
     made = add_many(store, "iris", 6)
     store.set_alias("iris", "staging", 1)
-    store.jobs.create("compile", {"version_id": made[1].id, "model": "iris", "version": 2})
+    store.jobs.create("evaluate", {"version_id": made[1].id, "model": "iris", "version": 2})
+    # A compile job (twin, load cache) keeps nothing: it ends on a deleted version.
+    store.jobs.create("compile", {"version_id": made[2].id, "model": "iris", "version": 3})
     store.set_status(made[5].id, "failed", "test: the newest did not finish")
     # Newest two by number are 5 and 6; 6 failed, so the served one is 5 (newest ready).
     collect(store, Policy(keep_versions=2))
