@@ -31,7 +31,9 @@ class ZipLimits:
     never past `max_total_bytes`. A 400 KB file may claim at most 40 MB (16 MiB below 160 KB),
     however its members are cut."""
 
-    max_members: int = 10_000
+    # skops writes several members per tree: a 2,000-tree forest has about 10,000. A member's
+    # directory entry takes at least 46 bytes of the archive, so its size bounds this too.
+    max_members: int = 50_000
     max_total_bytes: int = 4 << 30
     max_ratio: float = 100.0
     # Small members (text files) may compress far better than models; only check the

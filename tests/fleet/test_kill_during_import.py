@@ -18,6 +18,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from app.client import Client, ClientError
 from app.config import Paths
 from app.store.blobs import BlobStore
+from app.store.references import referenced_digests
 from tests.conftest import TOKEN
 from tests.fleet.conftest import Box, box_settings, export, publish, trust_each_other
 from tests.inference.conftest import add_version
@@ -55,9 +56,7 @@ def _state(home: Path) -> tuple[int, int, int]:
     conn = sqlite3.connect(home / "modeldepot.db")
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        referenced = {r[0] for r in conn.execute(
-            "SELECT sha256 FROM versions UNION SELECT twin_sha256 FROM versions "
-            "WHERE twin_sha256 IS NOT NULL")}
+        referenced = referenced_digests(conn, servable_only=False)  # app/store/references.py
         versions, = conn.execute("SELECT COUNT(*) FROM versions").fetchone()
         aliases, = conn.execute("SELECT COUNT(*) FROM aliases").fetchone()
         pending, = conn.execute(

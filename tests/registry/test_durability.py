@@ -15,6 +15,7 @@ from app.client import Client, ClientError
 from app.config import Paths
 from app.store import Store
 from app.store.blobs import file_sha256
+from app.store.references import referenced_digests
 from tests.conftest import TOKEN
 from tests.live import free_port, start_registry, stop
 from tests.models import iris_model, write_skops
@@ -83,10 +84,9 @@ def test_sigkill_during_concurrent_uploads(tmp_path: Path) -> None:
     assert conn.execute("SELECT COUNT(*) FROM versions WHERE status = 'pending'").fetchone()[0] == 0
     for (sha,) in conn.execute("SELECT sha256 FROM versions WHERE status = 'ready'"):
         assert file_sha256(store.blobs.path(sha)) == sha
-    referenced = {r[0] for r in conn.execute(
-        "SELECT sha256 FROM versions WHERE status = 'ready' "
-        "UNION SELECT twin_sha256 FROM versions WHERE twin_sha256 IS NOT NULL"  # ONNX twins
-    )}
+    # Model files of servable versions, and what derives from them: served copies, twins,
+    # load caches (the store's own rule, app/store/references.py).
+    referenced = referenced_digests(conn, servable_only=True)
     assert set(store.blobs.all_digests()) == referenced  # no orphan files left behind
     assert not list((home / "tmp").iterdir())
     store.close()
