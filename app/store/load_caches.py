@@ -11,7 +11,6 @@ load of it is (a server reads the row afresh whenever it loads a version).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +31,11 @@ def record_load_cache(store: Store, version_id: int, data: bytes,
             if row is None:
                 return False
             store.blobs.adopt(temp, sha)
+            # updated_at stays: the cache is the server's own derived data, not a change a
+            # user made or would see (a bundle imported twice must read back the same).
             conn.execute(
-                "UPDATE versions SET load_cache_sha256 = ?, load_cache_recipe = ?, "
-                "updated_at = ? WHERE id = ?",
-                (sha, json.dumps(recipe), time.time(), version_id),
+                "UPDATE versions SET load_cache_sha256 = ?, load_cache_recipe = ? WHERE id = ?",
+                (sha, json.dumps(recipe), version_id),
             )
             trashed = trash_unreferenced(conn, store.blobs, store.paths.tmp,
                                          {row[0]} - {None, sha})

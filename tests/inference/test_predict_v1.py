@@ -10,7 +10,15 @@ import pytest
 
 from app.config import Settings
 from app.store import Store
-from tests.inference.conftest import IRIS_NAMES, ROW, AppClient, add_version, regressor, string_iris
+from tests.inference.conftest import (
+    IRIS_NAMES,
+    ROW,
+    AppClient,
+    add_version,
+    regressor,
+    string_iris,
+    wait_for,
+)
 from tests.models import iris_model, iris_rows
 
 ROWS = iris_rows(5).tolist()
@@ -196,8 +204,14 @@ def test_malformed_json_wrong_type_and_unknown_model(client: AppClient) -> None:
 
 def test_v1_listing_and_description(client: AppClient) -> None:
     client.post("/v1/models/iris/predict", json={"instances": [ROW]})
-    models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
-    assert models["iris"]["served_version"] == 1
+
+    def listing() -> dict[str, Any]:
+        return {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+
+    # Production models load in the background after ready (app/inference/cache.py); the
+    # listing shows the served version once the load is registered.
+    wait_for(lambda: listing()["iris"]["served_version"] == 1)
+    models = listing()
     assert models["iris"]["aliases"] == {"production": 1}
     assert set(models) == {"iris", "named"}
     described = client.get("/v1/models/named").json()

@@ -60,9 +60,10 @@ def test_hostile_estimators_are_400(client: FlaskClient, dataset: str) -> None:
                                               "boolean, null or list."),
         ({"n_jobs": -1}, "Param 'n_jobs' must be 1 or null: the pool runs each job in one "
                          "process and bounds parallelism with the pool_size setting."),
-        ({"n_estimators": 5000}, "With n_estimators=5000, the trained RandomForestClassifier "
-                                 "would be larger than ModelDepot stores and serves (a skops file "
-                                 "of at most 10000 parts). Use n_estimators of at most 1990."),
+        ({"n_estimators": 20000}, "With n_estimators=20000, the trained RandomForestClassifier "
+                                  "would be larger than ModelDepot stores and serves (a skops "
+                                  "file of at most 50000 parts). Use n_estimators of at most "
+                                  "9990."),
     ],
     ids=["negative", "out-of-range", "object", "n_jobs", "too-big-to-store"],
 )
