@@ -57,6 +57,11 @@ class Tally:
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.slowest_health: dict[str, float] = {"registry": 0.0, "inference": 0.0}
+        self.errors: Counter[str] = Counter()  # "what: status message", to say what a 5xx was
+
+    def error(self, what: str, status: int | None, message: str) -> None:
+        with self.lock:
+            self.errors[f"{what}: {status} {message[:160]}"] += 1
 
     def add(self, key: str, n: int = 1) -> None:
         with self.lock:
@@ -121,6 +126,7 @@ class Soak:
             except ClientError as exc:
                 self.tally.add("5xx" if (exc.status or 0) >= 500 else "upload_4xx")
                 self.tally.add(f"upload_error_{exc.status}")
+                self.tally.error("upload", exc.status, str(exc))
 
     def predictor(self, index: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.inference_port, timeout=30)
@@ -196,6 +202,7 @@ class Soak:
             self.tally.add(what)
         except ClientError as exc:
             self.tally.add("5xx" if (exc.status or 0) >= 500 else f"{what}_failed")
+            self.tally.error(what, exc.status, str(exc))
 
     # -- figures -----------------------------------------------------------------------------
 
@@ -292,6 +299,8 @@ class Soak:
                   f"{f1:>9} {f2:>8} {_growth(f1, f2):>7}")
         print("counts: " + ", ".join(f"{k}={v}" for k, v in sorted(c.items())))
         print("jobs: " + ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
+        for line, count in self.tally.errors.most_common(10):
+            print(f"error x{count}: {line}")
         if doctor.returncode != 0:
             print(doctor.stdout[-2000:])
 
