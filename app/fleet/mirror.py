@@ -145,10 +145,11 @@ def _applied(store: Store, session: ImportSession) -> list[dict[str, Any]]:
 def _explained(exc: ModelDepotError, mirror: MirrorRecord) -> str:
     """The error, with how to allow what a mirror's own setting refuses."""
     if exc.code == "trust_required":
+        keys = "" if is_mlflow(mirror.upstream) else \
+            ", or trust its publisher's signing key with `modeldepot keys trust`"
         return (f"{exc.message} To accept pickles from this upstream, add the mirror again "
                 f"with --trust (`modeldepot mirror rm {mirror.id}`, then `modeldepot mirror add "
-                f"{mirror.upstream} ... --trust`), or trust its publisher's signing key with "
-                "`modeldepot keys trust`.")
+                f"{mirror.upstream} ... --trust`){keys}.")
     if exc.code == "unsigned_bundle" and is_mlflow(mirror.upstream):
         return ("This box imports only models signed by a trusted publisher (setting "
                 "require_signed_imports), and an MLflow registry signs nothing: turn the "

@@ -81,6 +81,13 @@ def register(url: str) -> dict[str, dict[str, str]]:
                                   "cloudpickle"))
     note("iris-pickle", _log("iris-pickle", LogisticRegression(C=0.2, max_iter=500).fit(x, y),
                              "pickle"))
+    # cloudpickle carries a lambda by value (a code object): refused whatever --trust says
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    scaled = make_pipeline(FunctionTransformer(lambda v: v * 1.0),
+                           LogisticRegression(max_iter=500)).fit(x, y)
+    note("iris-lambda", _log("iris-lambda", scaled, "cloudpickle"))
     # A model folder with no scikit-learn flavor, registered from a run's artifacts
     client = MlflowClient()
     with tempfile.TemporaryDirectory() as folder, mlflow.start_run() as run:

@@ -127,6 +127,18 @@ def test_pickled_flavors_need_trust(mlflow_server: MlflowServer,
     assert predictions(edge, model, "1") == pyfunc_predictions[f"models:/{model}/{only}"]
 
 
+def test_cloudpickle_code_is_refused_even_with_trust(
+        mlflow_server: MlflowServer, proxied: tuple[CuttingProxy, str], edge: Box) -> None:
+    _, url = proxied
+    mirror = add(edge, url, f"iris-lambda@{number(mlflow_server, 'iris-lambda', 0)}",
+                 trust=True)
+    state = sync(edge, mirror["id"])
+    assert state["state"] == "error", "a pickled lambda was accepted"
+    assert "iris-lambda" in state["last_error"] and "cloudpickle" in state["last_error"]
+    assert "even for trusted uploads" in state["last_error"]
+    nothing_written(edge)
+
+
 def test_stage_is_followed_as_a_lower_case_alias(
         mlflow_server: MlflowServer, proxied: tuple[CuttingProxy, str], edge: Box) -> None:
     _, url = proxied
