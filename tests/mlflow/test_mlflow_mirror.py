@@ -147,8 +147,14 @@ def test_stage_is_followed_as_a_lower_case_alias(
     mirror = add(edge, url, "iris@stage:Production")
     state = sync(edge, mirror["id"])
     assert state["state"] == "ok", state["last_error"]
-    assert version(edge, "iris", "production")["origin"]["version"] == second
+    record = version(edge, "iris", "production")
+    assert record["origin"]["version"] == second
     assert state["applied"][0]["alias"] == "production"
+    # The dashboard shows the mirror as MLflow's, and the version's MLflow origin with its run
+    page = edge.client.get("/mirrors").get_data(as_text=True)
+    assert f"MLflow {url}" in page and "iris@stage:Production" in page
+    page = edge.client.get("/models/iris").get_data(as_text=True)
+    assert record["origin"]["uri"] in page and record["origin"]["run_id"] in page
 
 
 def test_no_sklearn_flavor_is_a_clear_error_and_nothing_applied(
