@@ -31,7 +31,8 @@ from app.fleet.manifest import MAX_MANIFEST_BYTES
 TIMEOUT = 30.0  # seconds without a byte before a request is given up (a socket timeout)
 MLFLOW_SCHEMES = ("mlflow+http", "mlflow+https")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")  # a reverse proxy's path prefix: plain segments
+# A reverse proxy's path prefix: plain segments, none of them "." or ".."
+_PREFIX = re.compile(r"(/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)+")
 
 
 class UpstreamError(ModelDepotError):
