@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +147,28 @@ def child_pids(server_info: dict[str, Any]) -> dict[str, int]:
     """{role: pid} of the children a supervisor's server.json lists."""
     children = server_info.get("children", {})
     return {role: c["pid"] for role, c in children.items() if c.get("pid")}
+
+
+@contextlib.contextmanager
+def flooding(call: Callable[[], Any]) -> Iterator[list[str]]:
+    """Run `call` over and over in a thread for the block (predictions through a swap); yields
+    the messages of the calls that failed, complete once the block is left."""
+    from app.client import ClientError
+
+    failures: list[str] = []
+    stopping = threading.Event()
+
+    def flood() -> None:
+        while not stopping.is_set():
+            try:
+                call()
+            except ClientError as exc:
+                failures.append(exc.message)
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    try:
+        yield failures
+    finally:
+        stopping.set()
+        flooder.join(30)

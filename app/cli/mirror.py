@@ -1,4 +1,5 @@
-"""`modeldepot mirror add|list|show|sync|rm`: follow models of a central ModelDepot.
+"""`modeldepot mirror add|list|show|sync|rm`: follow models of a central ModelDepot or of an
+MLflow Model Registry (`mlflow+http://host:port`).
 
 Client commands: the running registry keeps the mirror rows and runs the syncs
 (app/fleet/mirror_loop.py); these only speak to its /api/v1/mirrors routes.
@@ -29,16 +30,22 @@ def parse_every(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _token(path: Path | None) -> str | None:
+def _secret(path: Path | None, what: str) -> str | None:
+    """A credential file's one line, read here and sent to the registry (which never opens a
+    path a client names); neither printed nor logged."""
     if path is None:
         return None
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        secret = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ModelDepotError(f"Cannot read the token file {path}: {exc.strerror}.") from exc
-    if not token:
-        raise ModelDepotError(f"The token file {path} is empty.")
-    return token
+        raise ModelDepotError(f"Cannot read the {what} file {path}: {exc.strerror}.") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelDepotError(f"The {what} file {path} is not UTF-8 text.") from exc
+    if not secret:
+        raise ModelDepotError(f"The {what} file {path} is empty.")
+    if "\n" in secret:
+        raise ModelDepotError(f"The {what} file {path} must hold one line.")
+    return secret
 
 
 def _ago(iso_time: str | None) -> str:
@@ -84,7 +91,9 @@ def print_mirror_status(settings: Settings) -> None:
 
 def cmd_add(args: argparse.Namespace) -> int:
     body = {"upstream": args.upstream, "models": args.model, "every_s": args.every,
-            "trust": args.trust, "token": _token(args.token_file)}
+            "trust": args.trust, "token": _secret(args.token_file, "token")}
+    if args.basic_auth_file is not None:
+        body["basic_auth"] = _secret(args.basic_auth_file, "basic auth")
     mirror = registry_client(args).request("POST", "/api/v1/mirrors", json_body=body)
     print(f"following {', '.join(mirror['models'])} from {mirror['upstream']} as mirror "
           f"{mirror['id']} (first sync now, then every {mirror['every_s']:g} s)")
@@ -97,7 +106,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json(mirrors)
     elif not mirrors:
         print("no mirrors; add one with `modeldepot mirror add http://central:8720 --model "
-              "NAME@ALIAS`")
+              "NAME@ALIAS` (or mlflow+http://mlflow:5000 for an MLflow registry)")
     for m in mirrors if not args.json else []:
         print(describe(m))
     return 0
@@ -146,17 +155,27 @@ def _id(text: str) -> str:
 
 
 def add_commands(sub: Any, command: Command) -> None:
-    group = sub.add_parser("mirror", help="Follow models of a central ModelDepot.")
+    group = sub.add_parser("mirror", help="Follow models of a central ModelDepot or an MLflow "
+                           "registry.")
     msub = group.add_subparsers(dest="mirror_command", metavar="ACTION", required=True)
-    p = command("add", cmd_add, "Follow NAME@ALIAS refs of a central ModelDepot.", parent=msub)
-    p.add_argument("upstream", help="The central registry: http://host:port")
+    p = command("add", cmd_add, "Follow NAME@ALIAS refs of a central ModelDepot or an MLflow "
+                "registry.", parent=msub)
+    p.add_argument("upstream", help="The central registry, http://host:port, or an MLflow "
+                   "tracking server, mlflow+http://host:port")
     p.add_argument("--model", action="append", required=True, metavar="NAME@REF",
-                   help="A ref to follow (repeat for more), e.g. churn@production.")
+                   help="A ref to follow (repeat for more), e.g. churn@production; from MLflow "
+                   "churn@champion, churn@stage:Production or churn@3.")
     p.add_argument("--every", type=parse_every, default=60.0, metavar="DURATION",
                    help="Time between syncs: 60s (default), 5m, 1h.")
-    p.add_argument("--token-file", type=Path, help="A file holding the central box's token.")
+    secrets = p.add_mutually_exclusive_group()
+    secrets.add_argument("--token-file", type=Path,
+                         help="A file holding the upstream's token (sent as a bearer token).")
+    secrets.add_argument("--basic-auth-file", type=Path,
+                         help="A file holding user:password for an MLflow server behind HTTP "
+                         "basic auth.")
     p.add_argument("--trust", action="store_true",
-                   help="Accept pickles from this upstream (they run code when loaded).")
+                   help="Accept pickles from this upstream (they run code when loaded; MLflow "
+                   "cloudpickle/pickle models need it, skops ones do not).")
     p = command("list", cmd_list, "List mirrors and how each stands.", parent=msub)
     p.add_argument("--json", action="store_true")
     p = command("show", cmd_show, "Show one mirror.", parent=msub)

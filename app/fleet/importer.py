@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from app.store.imports import (
 
 log = logging.getLogger(__name__)
 UNSIGNED = "unsigned"
+MLFLOW = "mlflow"  # the origin kind of versions a mirror brought from an MLflow registry
 
 
 class SignatureRefused(Unprocessable):
@@ -66,8 +67,10 @@ class ImportOptions:
     trust: bool = False  # the caller's trust for pickles (the route checked it carries the token)
     aliases: bool = True
     require_signed: bool = False
-    kind: str = "bundle"  # the origin's kind: bundle, mirror
+    kind: str = "bundle"  # the origin's kind: bundle, mirror, mlflow
     upstream: str | None = None
+    # More origin fields by "model@version", from the upstream (app/fleet/upstream.py)
+    origins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sandbox: SandboxLimits = SandboxLimits()  # limits of the process that opens each file
 
 
@@ -201,9 +204,7 @@ class ImportSession:
                             "manifest lists.")
         report = ImportReport(self.options.dry_run, self.publisher)
         if self.signer is None:
-            report.warnings.append(
-                f"The bundle is unsigned: nobody vouches for its publisher "
-                f"({self.manifest.publisher.instance!r}). Each imported version says so.")
+            report.warnings.append(self._unsigned_note())
         versions = [self._incoming(m, v, report) for m in self.manifest.models
                     for v in m.versions if (m.name, v.version) not in self.present]
         aliases = [IncomingAlias(m.name, alias, _entry(m, number).sha256)
@@ -230,6 +231,14 @@ class ImportSession:
             self._report_present(report, model, bundle_version, number)
         report.aliases = outcome.aliases
         return report
+
+    def _unsigned_note(self) -> str:
+        instance = self.manifest.publisher.instance
+        if self.options.kind == MLFLOW:
+            return (f"MLflow registries sign nothing: these versions are as trustworthy as "
+                    f"{instance!r} and the way to it; each version's origin names its run.")
+        return (f"The bundle is unsigned: nobody vouches for its publisher ({instance!r}). "
+                "Each imported version says so.")
 
     @staticmethod
     def _report_present(report: ImportReport, model: str, bundle_version: int,
@@ -261,7 +270,7 @@ class ImportSession:
         if inspection.format != v.format:
             warnings.append(f"The bundle called this a {v.format} file; its content is "
                             f"{inspection.format}, which is what it is stored as.")
-        if self.signer is None:
+        if self.signer is None and self.options.kind != MLFLOW:
             warnings.append(f"Imported from an unsigned bundle of "
                             f"{self.manifest.publisher.instance!r}: its publisher is unverified.")
         twin = None
@@ -275,7 +284,8 @@ class ImportSession:
         origin = {"kind": self.options.kind,
                   "publisher_key": self.signer.key_id if self.signer else UNSIGNED,
                   "instance": self.manifest.publisher.instance, "model": model.name,
-                  "version": v.version, "upstream": self.options.upstream}
+                  "version": v.version, "upstream": self.options.upstream,
+                  **self.options.origins.get(f"{model.name}@{v.version}", {})}
         new = new_version(inspection, metrics=v.metrics, params=v.params,
                           description=v.description, tags=v.tags, source=v.source,
                           warnings=tuple(warnings))

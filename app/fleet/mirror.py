@@ -29,7 +29,7 @@ from typing import Any
 from app.config import Paths
 from app.errors import ModelDepotError
 from app.fleet.importer import ImportOptions, ImportReport, ImportSession
-from app.fleet.upstream import Upstream
+from app.fleet.upstream import Upstream, is_mlflow
 from app.formats.sandbox import SandboxLimits
 from app.store import Store
 from app.store.imports import present_version
@@ -44,6 +44,7 @@ PARTS = "mirror-parts"
 class SyncPolicy:
     require_signed: bool
     sandbox: SandboxLimits
+    max_bytes: int = 2 << 30  # an MLflow model folder, all files (setting max_upload_bytes)
 
 
 @dataclass
@@ -79,13 +80,13 @@ def sync_mirror(store: Store, mirror: MirrorRecord, upstream: Upstream, policy: 
                 on_new_version: Callable[[ImportReport], None] | None = None) -> SyncResult:
     """Bring the box to what the upstream publishes for the mirror's refs. Raises SyncError
     (nothing applied) for anything that stops it."""
-    pulled = 0
     try:
         published = upstream.resolve(mirror.models, mirror.etag)
         if published is None:
             return SyncResult(mirror.etag, changed=False)
         options = ImportOptions(trust=mirror.trust, require_signed=policy.require_signed,
-                                kind="mirror", upstream=upstream.url, sandbox=policy.sandbox)
+                                kind=published.kind, upstream=upstream.url,
+                                sandbox=policy.sandbox, origins=published.origins)
         session = ImportSession(store, store.paths, published.manifest, published.signature,
                                 options)
         try:
@@ -93,12 +94,7 @@ def sync_mirror(store: Store, mirror: MirrorRecord, upstream: Upstream, policy: 
             for sha in sorted(session.wanted):
                 part = folder / f"{sha}.part"
                 folder.mkdir(parents=True, exist_ok=True)
-                before = part.stat().st_size if part.exists() else 0
-                try:
-                    upstream.fetch(sha, session.manifest.blobs[sha], part)
-                finally:
-                    after = part.stat().st_size if part.exists() else 0
-                    pulled += after - before if after >= before else after
+                upstream.fetch(sha, session.manifest.blobs[sha], part)
                 # A link for the session (the commit renames it into the blob store): the
                 # verified part stays until the commit, so a failed inspection or a stop
                 # before it never costs a second download.
@@ -116,10 +112,13 @@ def sync_mirror(store: Store, mirror: MirrorRecord, upstream: Upstream, policy: 
             session.discard()
         forget_parts(store.paths, mirror.id)
     except ModelDepotError as exc:
-        raise SyncError(_explained(exc, mirror), exc.code, pulled) from exc
+        raise SyncError(_explained(exc, mirror), exc.code, upstream.pulled) from exc
     except OSError as exc:  # the data dir's own trouble (disk full, permissions): say so
         raise SyncError(f"This box could not write the files it fetched: {exc}.",
-                        "storage_error", pulled) from exc
+                        "storage_error", upstream.pulled) from exc
+    finally:
+        upstream.close()
+    pulled = upstream.pulled
     if on_new_version is not None and report.new_versions:
         on_new_version(report)
     applied = _applied(store, session)
@@ -146,8 +145,13 @@ def _applied(store: Store, session: ImportSession) -> list[dict[str, Any]]:
 def _explained(exc: ModelDepotError, mirror: MirrorRecord) -> str:
     """The error, with how to allow what a mirror's own setting refuses."""
     if exc.code == "trust_required":
+        keys = "" if is_mlflow(mirror.upstream) else \
+            ", or trust its publisher's signing key with `modeldepot keys trust`"
         return (f"{exc.message} To accept pickles from this upstream, add the mirror again "
                 f"with --trust (`modeldepot mirror rm {mirror.id}`, then `modeldepot mirror add "
-                f"{mirror.upstream} ... --trust`), or trust its publisher's signing key with "
-                "`modeldepot keys trust`.")
+                f"{mirror.upstream} ... --trust`){keys}.")
+    if exc.code == "unsigned_bundle" and is_mlflow(mirror.upstream):
+        return ("This box imports only models signed by a trusted publisher (setting "
+                "require_signed_imports), and an MLflow registry signs nothing: turn the "
+                "setting off to follow one.")
     return exc.message

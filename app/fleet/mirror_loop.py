@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from app.errors import NotFound
 from app.fleet.importer import ImportReport
 from app.fleet.mirror import SyncError, SyncPolicy, sync_mirror
-from app.fleet.upstream import ModelDepotUpstream, Upstream
+from app.fleet.upstream import ModelDepotUpstream, Upstream, is_mlflow
 from app.store import Store
 from app.store.mirrors import MirrorRecord, MirrorStore
 
@@ -59,7 +59,14 @@ def warm_sandbox() -> None:
             pass
 
 
-def upstream_for(mirror: MirrorRecord) -> Upstream:
+def upstream_for(mirror: MirrorRecord, store: Store, policy: SyncPolicy) -> Upstream:
+    """A fresh upstream for one sync. An MLflow mirror's `token` holds its whole Authorization
+    header value (Bearer or Basic, app/registry/mirrors_api.py); another ModelDepot's is the
+    bare token."""
+    if is_mlflow(mirror.upstream):
+        from app.fleet.mlflow_upstream import MlflowUpstream
+
+        return MlflowUpstream(mirror.upstream, mirror.token, store, policy.max_bytes)
     return ModelDepotUpstream(mirror.upstream, mirror.token)
 
 
@@ -117,7 +124,8 @@ class MirrorLoop:
     def sync_one(self, mirror: MirrorRecord) -> None:
         self.mirrors.started(mirror.id)
         try:
-            result = sync_mirror(self.store, mirror, upstream_for(mirror), self.policy,
+            result = sync_mirror(self.store, mirror,
+                                 upstream_for(mirror, self.store, self.policy), self.policy,
                                  self.on_new_version)
         except SyncError as exc:
             log.warning("mirror %s (%s): %s", mirror.id, mirror.upstream, exc.message)

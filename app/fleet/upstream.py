@@ -4,8 +4,9 @@ An `Upstream` answers two questions: what does it publish now for these `name@re
 manifest and its signature, or "unchanged" for a conditional request), and the bytes of one file
 by its digest (resumable). Everything after that (signature policy, inspection, the commit, the
 alias move) is the one import path, app/fleet/importer.py, whatever the upstream.
-`ModelDepotUpstream` speaks to another ModelDepot's /bundles/manifest and /blobs routes; an
-MLflow registry (`mlflow+http://`) is the next kind (docs/mirrors.md).
+`ModelDepotUpstream` speaks to another ModelDepot's /bundles/manifest and /blobs routes;
+`MlflowUpstream` (app/fleet/mlflow_upstream.py) to an MLflow Model Registry (`mlflow+http://`,
+docs/mirrors.md).
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ import http.client
 import io
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 from app.client import Answer, Sink, Writer, exchange
-from app.errors import BadRequest, ModelDepotError, Unprocessable
+from app.errors import BadRequest, ModelDepotError
 from app.fleet.manifest import MAX_MANIFEST_BYTES
 
 TIMEOUT = 30.0  # seconds without a byte before a request is given up (a socket timeout)
+MLFLOW_SCHEMES = ("mlflow+http", "mlflow+https")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+# A reverse proxy's path prefix: plain segments, none of them "." or ".."
+_PREFIX = re.compile(r"(/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)+")
 
 
 class UpstreamError(ModelDepotError):
@@ -44,10 +49,15 @@ class Published:
     etag: str | None
     manifest: bytes
     signature: bytes | None
+    kind: str = "mirror"  # the imported versions' origin kind: mirror, mlflow
+    # More origin fields of a version, by "model@version" of the manifest: what the upstream
+    # alone knows (an MLflow run id), never taken from the manifest's bytes.
+    origins: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Upstream(Protocol):
     url: str
+    pulled: int  # bytes of model files this object brought over the network (a cut one too)
 
     def resolve(self, refs: list[str], etag: str | None) -> Published | None:
         """The current manifest, or None when it still has the ETag `etag` (nothing changed)."""
@@ -58,41 +68,54 @@ class Upstream(Protocol):
         leaves what arrived in `part`). Raises UpstreamError."""
         ...
 
+    def close(self) -> None:
+        """Remove whatever the upstream kept for this sync (a packed MLflow model)."""
+        ...
+
+
+def is_mlflow(url: str) -> bool:
+    return urlsplit(url.strip()).scheme in MLFLOW_SCHEMES
+
 
 def check_upstream_url(url: str) -> str:
-    """`http(s)://host[:port]`, nothing else: no path, query, user or password."""
+    """`http(s)://host[:port]` (another ModelDepot), nothing else: no path, query, user or
+    password; or `mlflow+http(s)://host[:port][/prefix]` (an MLflow server, maybe behind a
+    reverse proxy under a path prefix)."""
     parts = urlsplit(url.strip())
-    if parts.scheme in ("mlflow+http", "mlflow+https"):
-        raise Unprocessable("MLflow upstreams (mlflow+http://) are not supported by this "
-                            "version; mirror another ModelDepot (http://host:port).",
-                            code="unsupported_upstream")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest(f"Field 'upstream' must be http://host:port or https://host:port, not "
+    mlflow = parts.scheme in MLFLOW_SCHEMES
+    if parts.scheme not in ("http", "https", *MLFLOW_SCHEMES) or not parts.hostname:
+        raise BadRequest(f"Field 'upstream' must be http://host:port or https://host:port (a "
+                         f"ModelDepot), or mlflow+http://host:port (an MLflow server), not "
                          f"{url[:80]!r}.", code="invalid_upstream")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise BadRequest("Field 'upstream' takes only the scheme, host and port of a ModelDepot "
-                         f"registry (no path, query or user): {url[:80]!r}.",
-                         code="invalid_upstream")
+    prefix = parts.path.rstrip("/")
+    if (prefix and not (mlflow and _PREFIX.fullmatch(prefix))) or parts.query or \
+            parts.fragment or parts.username or parts.password:
+        raise BadRequest("Field 'upstream' takes only the scheme, host and port of the upstream "
+                         "(no query or user; a path prefix only for an MLflow server): "
+                         f"{url[:80]!r}.", code="invalid_upstream")
     try:
         port = parts.port
     except ValueError as exc:
         raise BadRequest(f"Field 'upstream' has a bad port: {url[:80]!r}.",
                          code="invalid_upstream") from exc
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "") + prefix
 
 
 class CappedSink:
     """A writer that refuses to grow past `limit` bytes: an upstream cannot fill the disk by
     sending more than the manifest said."""
 
-    def __init__(self, target: Writer, limit: int, what: str) -> None:
-        self.target, self.left, self.what = target, limit, what
+    def __init__(self, target: Writer, limit: int, what: str,
+                 counted: Callable[[int], None] | None = None) -> None:
+        self.target, self.left, self.what, self.counted = target, limit, what, counted
 
     def write(self, data: bytes, /) -> int:
         self.left -= len(data)
         if self.left < 0:
             raise UpstreamError(f"The upstream sent more bytes than expected for {self.what}.")
+        if self.counted is not None:
+            self.counted(len(data))
         return self.target.write(data)
 
 
@@ -103,6 +126,7 @@ class ModelDepotUpstream:
         self.url = check_upstream_url(url)
         self.token = token
         self.timeout = timeout
+        self.pulled = 0
         parts = urlsplit(self.url)
         self._host = parts.hostname or ""
         self._port = parts.port
@@ -169,9 +193,9 @@ class ModelDepotUpstream:
                         raise UpstreamError(f"The upstream {self.url} answered a resume of "
                                             f"{what} with another range.")
                     opened.append(files.enter_context(part.open("ab")))
-                    return CappedSink(opened[-1], size - have, what)
+                    return CappedSink(opened[-1], size - have, what, self._count)
                 opened.append(files.enter_context(part.open("wb")))
-                return CappedSink(opened[-1], size, what)
+                return CappedSink(opened[-1], size, what, self._count)
 
             answer = self._get(f"/api/v1/blobs/{quote(sha256)}", headers, choose)
             for f in opened:  # the commit renames it into the blob store: durable first
@@ -179,3 +203,9 @@ class ModelDepotUpstream:
                 os.fsync(f.fileno())
         if answer.status not in (200, 206):
             raise self._refused(answer, what)
+
+    def _count(self, size: int) -> None:
+        self.pulled += size
+
+    def close(self) -> None:
+        pass  # parts live in the mirror's folder (app/fleet/mirror.py), for the next attempt

@@ -3,6 +3,7 @@ app/fleet (mirror.py, mirror_loop.py); the rows in app/store/mirrors.py."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -12,7 +13,8 @@ from pydantic import BaseModel, Field
 from app.errors import BadRequest
 from app.fleet.mirror import SyncPolicy, forget_parts
 from app.fleet.mirror_loop import MirrorLoop
-from app.fleet.upstream import check_upstream_url
+from app.fleet.mlflow_refs import check_mlflow_refs
+from app.fleet.upstream import check_upstream_url, is_mlflow
 from app.registry.api import ApiBlueprint, json_body, json_response
 from app.registry.bundles_api import announce_new_versions
 from app.registry.context import registry
@@ -30,13 +32,18 @@ MAX_REFS = 100
 
 
 class MirrorAdd(Strict):
-    upstream: str = Field(description="http(s)://host:port of the central ModelDepot registry")
-    models: list[str] = Field(description="name@ref to follow, e.g. churn@production")
+    upstream: str = Field(description="http(s)://host:port of the central ModelDepot registry, "
+                          "or mlflow+http(s)://host:port of an MLflow tracking server")
+    models: list[str] = Field(description="name@ref to follow, e.g. churn@production; from "
+                              "MLflow name@alias, name@stage:Production or name@3")
     every_s: float = Field(default=60.0, description="Seconds between syncs (1 s to a week)")
     trust: bool = Field(default=False, description="Accept pickles from this upstream (they run "
                         "code when loaded); a trusted publisher key stands for it too")
     token: str | None = Field(default=None, description="The upstream's API token, if its "
                               "reads need one; never shown again")
+    basic_auth: str | None = Field(default=None, description="user:password for an MLflow "
+                                   "server behind HTTP basic auth (instead of a token); never "
+                                   "shown again")
 
 
 class MirrorOut(BaseModel):
@@ -63,7 +70,8 @@ class MirrorList(BaseModel):
 def create_loop(app: Flask) -> MirrorLoop:
     """The app's mirror loop (not started: serve_registry starts it, app/registry/server.py)."""
     reg = app.extensions["modeldepot"]
-    policy = SyncPolicy(reg.settings.require_signed_imports, sandbox_limits(reg.settings))
+    policy = SyncPolicy(reg.settings.require_signed_imports, sandbox_limits(reg.settings),
+                        reg.settings.max_upload_bytes)
     loop = MirrorLoop(reg.store, policy,
                       lambda report: announce_new_versions(reg.store, reg.runner, report))
     app.extensions[LOOP] = loop
@@ -83,12 +91,35 @@ def _mirrors() -> MirrorStore:
     return MirrorStore(registry().store.db)
 
 
-def check_refs(refs: list[str]) -> list[str]:
-    """`name@ref` each: a mirror follows a named version or alias, never a whole model."""
+def _some_refs(refs: list[str]) -> list[str]:
     if not refs or len(refs) > MAX_REFS:
         raise BadRequest(f"Field 'models' needs 1 to {MAX_REFS} refs like churn@production.",
                          code="invalid_models")
-    for ref in refs:
+    return refs
+
+
+def _mlflow_credential(body: MirrorAdd) -> str | None:
+    """The Authorization header an MLflow mirror sends, kept whole in the mirror row's token
+    (docs/security.md): MLflow servers take a bearer token or HTTP basic auth."""
+    if body.token and body.basic_auth:
+        raise BadRequest("Give an MLflow mirror a 'token' or a 'basic_auth', not both.",
+                         code="invalid_credentials")
+    if body.basic_auth:
+        user, sep, _ = body.basic_auth.partition(":")
+        if not sep or not user or any(c in body.basic_auth for c in "\r\n"):
+            raise BadRequest("Field 'basic_auth' must be one line user:password.",
+                             code="invalid_credentials")
+        return "Basic " + base64.b64encode(body.basic_auth.encode()).decode("ascii")
+    if body.token:
+        if any(c in body.token for c in "\r\n"):
+            raise BadRequest("Field 'token' must be one line.", code="invalid_credentials")
+        return f"Bearer {body.token}"
+    return None
+
+
+def check_refs(refs: list[str]) -> list[str]:
+    """`name@ref` each: a mirror follows a named version or alias, never a whole model."""
+    for ref in _some_refs(refs):
         name, sep, version = ref.partition("@")
         check_name(name)
         if not sep or not version:
@@ -105,15 +136,23 @@ def list_mirrors() -> Response:
     return json_response({"mirrors": [m.to_dict() for m in _mirrors().all()]})
 
 
-@api.route("POST", "/mirrors", "Follow models of another ModelDepot (syncs at once)",
+@api.route("POST", "/mirrors", "Follow models of another ModelDepot or an MLflow registry "
+           "(syncs at once)",
            body=MirrorAdd, response=MirrorOut, status=201)
 def add_mirror() -> Response:
     body = json_body(MirrorAdd)
     if not MIN_EVERY_S <= body.every_s <= MAX_EVERY_S:
         raise BadRequest(f"Field 'every_s' must be between {MIN_EVERY_S:g} and "
                          f"{MAX_EVERY_S:g} seconds.", code="invalid_interval")
-    record = _mirrors().add(NewMirror(check_upstream_url(body.upstream), check_refs(body.models),
-                                      body.every_s, body.trust, body.token or None))
+    upstream = check_upstream_url(body.upstream)
+    if is_mlflow(upstream):
+        refs, secret = check_mlflow_refs(_some_refs(body.models)), _mlflow_credential(body)
+    else:
+        if body.basic_auth:
+            raise BadRequest("Field 'basic_auth' is for MLflow servers; a ModelDepot upstream "
+                             "takes a 'token'.", code="invalid_credentials")
+        refs, secret = check_refs(body.models), body.token or None
+    record = _mirrors().add(NewMirror(upstream, refs, body.every_s, body.trust, secret))
     log.info("mirror %s added: %s from %s every %g s", record.id, ", ".join(record.models),
              record.upstream, record.every_s)
     mirror_loop().wake()

@@ -97,6 +97,25 @@ def _present(conn: sqlite3.Connection, model: str, sha256: str) -> int | None:
     return int(row[0]) if row is not None and row[0] is not None else None
 
 
+def file_by_origin(store: Store, model: str, origin: dict[str, Any]) -> tuple[str, int] | None:
+    """(sha256, size) of the model's newest ready version whose origin has all of `origin`'s
+    fields: an upstream that publishes no digests (MLflow) learns a version it brought before
+    without fetching it again."""
+    if not origin:
+        return None
+    where = " AND ".join("json_extract(v.origin, ?) IS ?" for _ in origin)
+    args: list[Any] = [model]
+    for key, value in origin.items():
+        args += [f"$.{key}", value]
+    with store.db.read() as conn:
+        row = conn.execute(
+            "SELECT v.sha256, v.size FROM versions v JOIN models m ON m.id = v.model_id "
+            f"WHERE m.name = ? AND v.status = 'ready' AND {where} ORDER BY v.version DESC "
+            "LIMIT 1", args,
+        ).fetchone()
+    return (str(row[0]), int(row[1])) if row is not None else None
+
+
 class _Preview(Exception):
     """Raised at the end of a dry run to roll its transaction back."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +16,15 @@ import pytest
 
 from app.client import Client, ClientError
 from tests.conftest import TOKEN
-from tests.live import free_ports, server_env, start_inference, start_registry, stop, wait_until
+from tests.live import (
+    flooding,
+    free_ports,
+    server_env,
+    start_inference,
+    start_registry,
+    stop,
+    wait_until,
+)
 from tests.models import iris_model, iris_rows, write_skops
 
 pytestmark = pytest.mark.slow
@@ -113,19 +120,8 @@ def test_edge_follows_central_serves_through_outage_and_catches_up(
     assert predict(edge)["predictions"] == predict(central)["predictions"]
     assert "ok" in edge.cli("mirror", "list")
 
-    failures: list[str] = []
-    stop_flood = threading.Event()
-
-    def flood() -> None:  # predictions on the edge all through the swaps: none may fail
-        while not stop_flood.is_set():
-            try:
-                predict(edge)
-            except ClientError as exc:
-                failures.append(exc.message)
-
-    flooder = threading.Thread(target=flood)
-    flooder.start()
-    try:
+    # predictions on the edge all through the swaps: none may fail
+    with flooding(lambda: predict(edge)) as failures:
         sha2, _ = promote(central, write_skops(tmp_path / "v2.skops", iris_model(C=0.2)))
         wait_until(lambda: serving(edge, sha2), EVERY_S + 3, "the edge serves version 2")
         assert predict(edge)["predictions"] == predict(central)["predictions"]
@@ -146,9 +142,6 @@ def test_edge_follows_central_serves_through_outage_and_catches_up(
                                  json_body={"version": 1})
         wait_until(lambda: serving(edge, sha), EVERY_S + 3 + 2, "the edge catches up")
         assert mirror_state(edge)["bytes_pulled"] == pulled
-    finally:
-        stop_flood.set()
-        flooder.join(30)
     assert failures == []
     versions = edge.registry.request("GET", "/api/v1/models/iris/versions")["versions"]
     assert {v["origin"]["kind"] for v in versions} == {"mirror"} and len(versions) == 2
