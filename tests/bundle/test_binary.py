@@ -29,7 +29,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from app.lazy_unpack import PARTS
 from tests.bundle import client
-from tests.bundle.client import auth, move_alias, predict_v1, push
+from tests.bundle.client import auth, logged_confinement, move_alias, predict_v1, push
 from tests.bundle.conftest import (
     Bundle,
     alive,
@@ -140,9 +140,6 @@ def test_push_then_predict_through_v2_and_v1(served: Bundle, tmp_path: Path) -> 
     assert outputs["predict"]["shape"] == [len(ROWS)]
 
 
-CONFINEMENT_LINE = "uploaded model files are checked with"
-
-
 def test_uploads_went_through_the_sandbox_and_its_confinement_is_stated(served: Bundle) -> None:
     """The push above was checked in a child of the sandbox zygote, never in the registry. Under
     qemu-user the seccomp filter cannot be installed (the child keeps its resource limits): the
@@ -154,8 +151,7 @@ def test_uploads_went_through_the_sandbox_and_its_confinement_is_stated(served: 
     assert zygotes, [command_line(pid) for pid in process_tree(registry)]
 
     expected = "WITHOUT the seccomp filter" if emulated(served.binary) else "seccomp filter ("
-    logged = [line for line in served.log.read_text(errors="replace").splitlines()
-              if CONFINEMENT_LINE in line]
+    logged = logged_confinement(served)
     assert logged and all(expected in line for line in logged), logged
     assert ("WARNING" in logged[0]) == emulated(served.binary), logged
     doctor = served.run("doctor", "--no-mark", timeout=120)
