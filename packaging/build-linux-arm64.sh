@@ -7,16 +7,17 @@
 # qemu-user and binfmt_misc. Steps, each skipped when already done:
 #   1. emulation: qemu-user-static and debootstrap from apt, binfmt_misc mounted, aarch64 registered;
 #   2. the arm64 Debian root (bookworm, glibc 2.36) in the cache folder, outside the repository;
-#   3. a venv inside it with the project's `[test,build]` extras, aarch64 wheels from PyPI;
+#   3. a venv inside it with requirements.lock's pinned `[test,build]` set, aarch64 wheels from
+#      PyPI checked against the lock's sha256, and the project;
 #   4. `pyinstaller build.spec` in the root: dist/modeldepot-linux-aarch64 (one file) and
 #      dist/modeldepot-linux-aarch64-dir/ (the onedir build);
 #   5. a small sysroot (the root's glibc and zlib, an ARM /proc/cpuinfo) through which the host runs
 #      the binary: QEMU_LD_PREFIX=<cache>/sysroot.
 # --reuse takes the binary from the cache instead when one was built from the same sources
-# (build.spec, pyproject.toml, packaging/entry.py, app/, assets/). Then --smoke serves, pushes and
-# predicts with it (tests/bundle/smoke.py), or --test runs the bundle tests against it and compares
-# its predictions with dist/modeldepot's (`pytest -m "bundle or arm64"`), waits scaled for
-# emulation.
+# (build.spec, pyproject.toml, requirements.lock, packaging/entry.py, app/, assets/). Then --smoke
+# serves, pushes and predicts with it (tests/bundle/smoke.py), or --test runs the bundle tests
+# against it and compares its predictions with dist/modeldepot's (`pytest -m "bundle or arm64"`),
+# waits scaled for emulation.
 #
 # Downloads come only from the Debian mirror in this machine's apt sources and from PyPI through
 # this machine's pip settings. The cache is MODELDEPOT_ARM64_CACHE (default
@@ -31,7 +32,7 @@ TIME_FACTOR="${MODELDEPOT_BUNDLE_TIME_FACTOR:-6}"
 after=build
 reuse=no
 
-usage() { sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "build-linux-arm64.sh: $*" >&2; exit 1; }
 say() { echo "==> $*"; }
 
@@ -182,14 +183,18 @@ make_venv() {
   mount_root
   [ -x "$ROOTFS$VENV/bin/python" ] || in_root python3 -m venv "$VENV"
   in_root python -m pip install --quiet --upgrade pip
-  # Editable, as .ci/run installs it: a cached venv picks up the checkout's current sources.
-  in_root python -m pip install --quiet -e "$SRC[test,build]"
+  # The pinned versions of requirements.lock (every platform's files, with their sha256), so the
+  # aarch64 build bundles the same libraries as the x86-64 one; a cached venv is brought up to
+  # date by the same command. Then the project itself, editable: it picks up the checkout's
+  # current sources.
+  in_root python -m pip install --quiet --require-hashes -r requirements.lock
+  in_root python -m pip install --quiet --no-deps -e "$SRC"
 }
 
 # The build's inputs: a cached binary is reused only for the same build.spec, dependencies,
 # entry point and app sources.
 build_key() {
-  (cd "$REPO" && find build.spec pyproject.toml packaging/entry.py packaging/notices.py app assets \
+  (cd "$REPO" && find build.spec pyproject.toml requirements.lock packaging/entry.py packaging/notices.py app assets \
     -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum \
     | sha256sum | cut -c1-16)
 }

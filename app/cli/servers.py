@@ -134,6 +134,7 @@ def cmd_notices(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from app.formats.confine import confinement
     from app.store import Store
     from app.store.doctor import run_doctor
 
@@ -143,6 +144,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return 0
     report = run_doctor(Store(settings.paths), mark=not args.no_mark)
     print(report.render())
+    print(f"Uploaded model files are checked with {confinement()[1]}.")
     return 0 if report.healthy else 1
 
 

@@ -236,10 +236,11 @@ def confine(limits: Limits) -> bool:
     _prctl(PR_SET_DUMPABLE, 0)
     if not seccomp_supported():
         return False
-    program = build_filter(platform.machine(), os.getpid())
-    if not _filter_works_here(program):
+    if not filter_installs():
+        print("modeldepot sandbox: the seccomp filter cannot work here (an emulator?); the "
+              "checking process runs with its resource limits only", file=sys.stderr)
         return False
-    _set_filter(program)
+    _set_filter(build_filter(platform.machine(), os.getpid()))
     return True
 
 
@@ -251,10 +252,13 @@ def die_with_parent(parent: int) -> bool:
     return os.getppid() == parent
 
 
-def _filter_works_here(program: bytes) -> bool:
+def filter_installs() -> bool:
     """Try the filter in a forked probe first. Under a user-mode emulator (qemu-user running an
     aarch64 build on x86-64) the kernel sees the emulator's architecture, so the filter would
-    kill the process at its next system call; there the child keeps its other limits only."""
+    kill the process at its next system call (and Debian's qemu 7.2 refuses PR_SET_SECCOMP with
+    EINVAL); there the child keeps its other limits only."""
+    if not seccomp_supported():
+        return False
     pid = os.fork()
     if pid == 0:  # the probe: install, make a system call, report by exit status
         try:
@@ -264,8 +268,18 @@ def _filter_works_here(program: bytes) -> bool:
         except BaseException:
             os._exit(1)
     _, status = os.waitpid(pid, 0)
-    works = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-    if not works:
-        print("modeldepot sandbox: the seccomp filter cannot work here (an emulator?); the "
-              "checking process runs with its resource limits only", file=sys.stderr)
-    return works
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def confinement() -> tuple[bool, str]:
+    """Whether the process that checks uploads gets the seccomp filter here, and a line saying
+    so for the registry's log and `modeldepot doctor`: under emulation it cannot, and an
+    operator must be able to see that. Forks a probe (filter_installs)."""
+    if filter_installs():
+        return True, f"seccomp filter ({platform.machine()}) and resource limits"
+    if sys.platform == "linux" and seccomp_supported():
+        why = "it could not be installed here (under emulation qemu-user refuses it)"
+    else:
+        why = f"no seccomp filter for {sys.platform} {platform.machine()}"
+    return False, (f"resource limits only, WITHOUT the seccomp filter: {why}; "
+                   "docs/security.md says what that leaves open")

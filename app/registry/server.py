@@ -14,6 +14,7 @@ import socket
 from typing import Any
 
 from app.config import Settings
+from app.formats.confine import confinement
 from app.net import bind_socket
 from app.store import Store
 from app.store.reconcile import reconcile
@@ -70,6 +71,8 @@ def serve_registry(settings: Settings) -> None:
     from app.training.hooks import queue_missing_load_caches
 
     sock = bind_socket(settings.host, settings.registry_port, "registry_port")
+    filtered, how = confinement()  # what the sandbox checking each upload gets on this machine
+    (log.info if filtered else log.warning)("uploaded model files are checked with %s", how)
     store = Store(settings.paths)
     reconcile(store)
     app = create_app(settings, store)

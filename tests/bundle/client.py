@@ -66,3 +66,10 @@ def engine(bundle: Bundle, name: str, version: int) -> str | None:
     except httpx.HTTPError:
         return None
     return str(r.json()["engine"]) if r.status_code == 200 else None
+
+
+def logged_confinement(bundle: Bundle) -> list[str]:
+    """The registry's lines at start saying how uploaded files are checked (with the seccomp
+    filter or, under qemu-user, without it: app/formats/confine.py's confinement())."""
+    text = bundle.log.read_text(errors="replace") if bundle.log.exists() else ""
+    return [line for line in text.splitlines() if "uploaded model files are checked with" in line]

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bundle.client import engine, predict_v1, push
+from tests.bundle.client import engine, logged_confinement, predict_v1, push
 from tests.bundle.conftest import Bundle, alive, emulated, scaled, time_factor
 from tests.live import process_tree, wait_until
 from tests.models import iris_model, iris_rows, write_skops
@@ -56,6 +56,8 @@ def smoke(binary: Path, base: Path) -> None:
         pushed = time.monotonic()
         version = push(bundle, "iris", write_skops(base / "iris.skops", model))["version"]
         print(f"push (checked in the sandbox child): {time.monotonic() - pushed:.1f} s")
+        for line in logged_confinement(bundle):
+            print(f"registry: {line.split(': ', 1)[-1]}")
         first = time.monotonic()
         answer = predict_v1(bundle, "iris", rows, version)
         assert answer["predictions"] == expected, answer

@@ -34,6 +34,8 @@ AARCH64_ENV = "MODELDEPOT_AARCH64_BINARY"
 AARCH64 = 183  # ELF e_machine
 TWIN_TIMEOUT = 60.0  # the registry's pool worker imports scikit-learn and skl2onnx cold
 ENGINES = ("scikit-learn", "onnxruntime-twin")
+# How far, in units of float64's epsilon, an aarch64 probability may be from the x86-64 one.
+RELATIVE_ULPS = {"forest": 0, "linear": 4}
 
 
 def models() -> dict[str, Any]:
@@ -104,6 +106,10 @@ def test_aarch64_predicts_what_x86_64_predicts(both: Any, name: str, served_by: 
     expected = fitted[name].predict(X).tolist()
     assert ours["predictions"] == expected
     assert theirs["predictions"] == ours["predictions"]
-    # Probabilities to the last bit: the same wheels' arithmetic on another CPU.
-    difference = np.abs(np.subtract(theirs["probabilities"], ours["probabilities"])).max()
-    assert theirs["probabilities"] == ours["probabilities"], f"largest difference {difference}"
+    # Probabilities: the forest's (comparisons, sums) to the last bit; the logistic regression's
+    # go through exp and a softmax, whose last bit differs between x86-64's and aarch64's math
+    # kernels (measured: 1 ulp, a relative 1e-16), so to RELATIVE_ULPS of it and no more.
+    theirs_p, ours_p = np.asarray(theirs["probabilities"]), np.asarray(ours["probabilities"])
+    relative = np.abs(theirs_p - ours_p) / np.maximum(np.abs(ours_p), np.finfo(float).tiny)
+    assert relative.max() <= RELATIVE_ULPS[name] * np.finfo(float).eps, (
+        f"largest relative difference {relative.max():.3g}")

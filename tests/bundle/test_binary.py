@@ -29,8 +29,15 @@ from sklearn.tree import DecisionTreeClassifier
 
 from app.lazy_unpack import PARTS
 from tests.bundle import client
-from tests.bundle.client import auth, move_alias, predict_v1, push
-from tests.bundle.conftest import Bundle, alive, command_line, process_tree, scaled
+from tests.bundle.client import auth, logged_confinement, move_alias, predict_v1, push
+from tests.bundle.conftest import (
+    Bundle,
+    alive,
+    command_line,
+    emulated,
+    process_tree,
+    scaled,
+)
 from tests.live import wait_until
 from tests.models import iris_model, iris_rows, write_skops
 from tests.supervisor.conftest import port_free
@@ -131,6 +138,32 @@ def test_push_then_predict_through_v2_and_v1(served: Bundle, tmp_path: Path) -> 
     outputs = {o["name"]: o for o in r.json()["outputs"]}
     assert outputs["predict"]["data"] == expected
     assert outputs["predict"]["shape"] == [len(ROWS)]
+
+
+def test_uploads_went_through_the_sandbox_and_its_confinement_is_stated(served: Bundle) -> None:
+    """The push above was checked in a sandbox child, never in the registry: natively one the
+    zygote forked. Under qemu-user the zygote declines to fork (the emulator's own thread shows
+    in /proc/self/task) and each file is checked in a new `sandbox-child` process instead, which
+    the registry logs; and the seccomp filter cannot be installed there (the child keeps its
+    resource limits): the registry's log at start and `modeldepot doctor` must say so; natively
+    they say the filter is on."""
+    if emulated(served.binary):
+        assert "this file is checked in a new process" in served.log.read_text(errors="replace")
+    else:
+        registry = served.child_pids()["registry"]
+        zygotes = [pid for pid in process_tree(registry)[1:]
+                   if "sandbox-zygote" in command_line(pid)]
+        assert zygotes, [command_line(pid) for pid in process_tree(registry)]
+
+    expected = "WITHOUT the seccomp filter" if emulated(served.binary) else "seccomp filter ("
+    logged = logged_confinement(served)
+    assert logged and all(expected in line for line in logged), logged
+    assert ("WARNING" in logged[0]) == emulated(served.binary), logged
+    doctor = served.run("doctor", "--no-mark", timeout=120)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    said = [line for line in doctor.stdout.splitlines()
+            if line.startswith("Uploaded model files are checked with")]
+    assert len(said) == 1 and expected in said[0], doctor.stdout
 
 
 def test_alias_move_is_served_within_a_second(served: Bundle, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ tests/formats/test_sandbox_zygote.py has what only the zygote does.
 from __future__ import annotations
 
 import copy
+import platform
 import subprocess
 import sys
 import textwrap
@@ -193,6 +194,19 @@ def test_confined_process_can_read_and_compute_but_not_write_connect_or_spawn(
     assert done.stdout.split() == ["DONE"], done.stdout
     assert not marker.exists()
     assert script.exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="seccomp is Linux-only")
+def test_confinement_reports_the_filter_where_the_kernel_applies_it() -> None:
+    """Natively the probe installs the filter and the line the registry logs (and `modeldepot
+    doctor` prints) says so; under qemu-user the aarch64 binary says the opposite, which the
+    bundle tests check (tests/bundle/test_binary.py)."""
+    from app.formats.confine import confinement, filter_installs
+
+    assert filter_installs()
+    filtered, how = confinement()
+    assert filtered, how
+    assert how.startswith(f"seccomp filter ({platform.machine()})"), how
 
 
 @pytest.mark.parametrize("signal_number, name", [(11, "SIGSEGV"), (6, "SIGABRT"), (9, "SIGKILL")])
