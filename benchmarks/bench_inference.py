@@ -15,6 +15,11 @@ and a second table compares them: the cost of the per-minute traffic history
     .venv/bin/python benchmarks/bench_inference.py            # 3 rounds of 4 s (about 10 min)
     .venv/bin/python benchmarks/bench_inference.py --quick    # 1 round of 2 s
     .venv/bin/python benchmarks/bench_inference.py --history  # only ours against history-off
+    .venv/bin/python benchmarks/bench_inference.py --v2       # only the v2 cell below
+
+Every full run also measures single-row LR through the v2 route (`/v2/models/lr/infer`, one
+FP64 tensor of shape [1, 20]) at concurrency 32, against the ceiling at 32 in the same round:
+goal (issue 18) >= 0.35x the ceiling.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ BATCHES = (1, 100)
 CONCURRENCY = (1, 64)
 KINDS = ("ceiling", "naive", "ours", "compiled")
 HISTORY_KINDS = ("ours", "history-off")
+V2_CONCURRENCY = 32
+V2_KINDS = ("ceiling", "ours", "compiled")
 
 
 def free_port() -> int:
@@ -125,6 +132,12 @@ class Server:
                     raise
                 time.sleep(0.1)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far (every thread)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -152,15 +165,14 @@ def start_servers(work: Path, kinds: tuple[str, ...]) -> dict[str, Server]:
             {"MODELDEPOT_HOME": str(work / "home"), "PYTHONPATH": str(ROOT),
              "MODELDEPOT_TWINS": twins, "MODELDEPOT_TRAFFIC_HISTORY": history}, port,
             "/v2/health/ready")
-    if "naive" not in kinds:
-        return servers
-    for name in MODELS:
+    for name in MODELS if "naive" in kinds else ():
         port = free_port()
         servers[f"naive-{name}"] = Server(f"naive-{name}", uvicorn_argv("naive_app:app", port),
                                           {"MODEL_PATH": str(work / f"{name}.joblib")}, port,
                                           "/health")
-    port = free_port()
-    servers["ceiling"] = Server("ceiling", uvicorn_argv("peak_app:app", port), {}, port, "/")
+    if "ceiling" in kinds:
+        port = free_port()
+        servers["ceiling"] = Server("ceiling", uvicorn_argv("peak_app:app", port), {}, port, "/")
     return servers
 
 
@@ -196,6 +208,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--history", action="store_true",
                         help="measure only ours with the traffic history on and off")
+    parser.add_argument("--v2", action="store_true",
+                        help="measure only single-row LR on /v2 at concurrency 32")
     args = parser.parse_args()
     kinds = HISTORY_KINDS if args.history else (*KINDS, "history-off")
     if args.quick:
@@ -212,6 +226,13 @@ def main() -> int:
         bodies[batch].write_text(json.dumps({"instances": info["rows"][:batch]}))
         scripts[batch] = work / f"post-{batch}.lua"
         scripts[batch].write_text(LUA.format(body=bodies[batch]))
+    v2_body = work / "body-v2.json"
+    v2_body.write_text(json.dumps({"inputs": [{"name": "input", "shape": [1, N_FEATURES],
+                                               "datatype": "FP64", "data": info["rows"][0]}]}))
+    v2_script = work / "post-v2.lua"
+    v2_script.write_text(LUA.format(body=v2_body))
+    if args.v2:
+        kinds = V2_KINDS
     servers = start_servers(work, kinds)
     urls = {"ceiling": lambda m: f"http://127.0.0.1:{servers['ceiling'].port}/predict",
             "naive": lambda m: f"http://127.0.0.1:{servers[f'naive-{m}'].port}/predict",
@@ -220,11 +241,25 @@ def main() -> int:
                 lambda m: f"http://127.0.0.1:{servers['compiled'].port}/v1/models/{m}/predict",
             "history-off":
                 lambda m: f"http://127.0.0.1:{servers['history-off'].port}/v1/models/{m}/predict"}
+    v2_urls = {**({"ceiling": urls["ceiling"]("lr")} if "ceiling" in servers else {}),
+               **{k: f"http://127.0.0.1:{servers[k].port}/v2/models/lr/infer"
+                  for k in ("ours", "compiled") if k in servers}}
     results: dict[tuple[str, str, int, int], list[dict[str, float]]] = {}
+    v2: dict[str, list[dict[str, float]]] = {}
     try:
         for url in [urls[k](m) for k in kinds if k != "ceiling" for m in MODELS]:
             wrk(url, scripts[1], 8, 1.0)  # warm up every server and model
         for round_ in range(args.rounds):
+            for kind, url in v2_urls.items():  # back to back, same conditions
+                script = scripts[1] if kind == "ceiling" else v2_script
+                cpu = servers[kind].cpu_seconds()
+                r = wrk(url, script, V2_CONCURRENCY, args.seconds)
+                # CPU per request: robust to other work on the machine taking the server's core
+                r["cpu_us"] = (servers[kind].cpu_seconds() - cpu) / (r["rps"] * args.seconds) * 1e6
+                v2.setdefault(kind, []).append(r)
+            if args.v2:
+                print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+                continue
             for model in MODELS:
                 for batch in BATCHES:
                     for conc in CONCURRENCY:
@@ -238,9 +273,12 @@ def main() -> int:
         for server in servers.values():
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    if not args.history:
+    if not args.history and not args.v2:
         report(results, info["predict_ms"], args)
-    report_history(results, args)
+    if "ceiling" in v2:
+        report_v2(v2, args)
+    if not args.v2:
+        report_history(results, args)
     if args.json:
         args.json.write_text(json.dumps({"|".join(map(str, k)): v for k, v in results.items()},
                                         indent=1))
@@ -277,6 +315,28 @@ def report(results: dict[tuple[str, str, int, int], list[dict[str, float]]],
                       f"{o / n:>7.1f} {o / c:>6.2f} | {x / n:>7.1f} {x / c:>6.2f} {errors:>6.0f}")
     print("(req/s; p50 and p99 in ms; ours = scikit-learn, compiled = verified ONNX twin on "
           "onnxruntime; x naive and /ceil: ours, then compiled, over naive and ceiling)")
+
+
+def report_v2(v2: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
+    """Single-row LR on /v2 at concurrency 32 beside the ceiling measured in the same rounds."""
+    print(f"\nv2 route, LR, 1 row, concurrency {V2_CONCURRENCY}: median of {args.rounds} "
+          f"round(s) x {args.seconds:g} s")
+    ceiling = statistics.median(r["rps"] for r in v2["ceiling"])
+    ceiling_cpu = statistics.median(r["cpu_us"] for r in v2["ceiling"])
+    for kind, runs in v2.items():
+        rps = statistics.median(r["rps"] for r in runs)
+        p50 = statistics.median(r["p50"] for r in runs)
+        p99 = statistics.median(r["p99"] for r in runs)
+        cpu = statistics.median(r["cpu_us"] for r in runs)
+        errors = sum(r["errors"] for r in runs)
+        print(f"  {kind:<9} {rps:>8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
+              f"{rps / ceiling:5.2f}x ceiling | CPU {cpu:6.1f} us/req, ceiling's / ours "
+              f"{ceiling_cpu / cpu:5.2f} | errors {errors:.0f}  "
+              f"rounds {[round(r['rps']) for r in runs]}")
+    print("  (goal: ours >= 0.35x the ceiling's req/s; ours = scikit-learn, compiled = ONNX twin."
+          "\n   CPU us/req is the server's own CPU time over the requests it answered: on a busy "
+          "machine\n   the steadier figure, since other work taking the server's core lowers "
+          "req/s but not this)")
 
 
 def report_history(results: dict[tuple[str, str, int, int], list[dict[str, float]]],

@@ -7,10 +7,22 @@
    compile job writes). The empty data dir is the baseline. Goal (issue 18): 20 models under 2 s.
 2. Idle memory of all processes together (supervisor, registry, inference, and anything they
    started), a few seconds after ready: the sum of RSS (counts shared pages once per process, so
-   an upper bound) and the sum of PSS (shared pages split between sharers). Goal: under 250 MB.
+   an upper bound) and the sum of PSS (shared pages split between sharers). Goal: RSS <= 150 MB
+   with one small model.
 3. The supervisor alone: time to import what `serve` needs (it must stay small).
 
-Run: .venv/bin/python benchmarks/bench_startup.py [--runs N]
+With --twins the stored models also get their verified ONNX twins and are served through them
+(the default setting; what a small LR gets from the registry's compile job): the idle-memory
+figure of issue 18 (one small model, RSS <= 150 MB) is meant for that case. With --binary PATH,
+the built one-file program (`pyinstaller --noconfirm build.spec` -> dist/modeldepot) is started
+instead of the source: goal 20 models ready in <= 2.5 s.
+
+How the processes are counted: the supervisor, the registry and the inference server, and
+anything they started (the registry's sandbox zygote and training pool start on the first upload
+or job, so an idle box that received none has none; were one running it would be listed and
+summed too).
+
+Run: .venv/bin/python benchmarks/bench_startup.py [--runs N] [--twins] [--binary dist/modeldepot]
 """
 
 from __future__ import annotations
@@ -90,8 +102,9 @@ def tree_memory(pid: int) -> dict[str, Any]:
     }
 
 
-def stored_models(count: int) -> Path:
-    """A data dir holding `count` production models, each with its load cache."""
+def stored_models(count: int, twins: bool = False) -> Path:
+    """A data dir holding `count` production models, each with its load cache (and with
+    `twins`, its verified ONNX twin where the converter makes one)."""
     from app.config import Paths
     from app.formats.signature import signature_from_estimator
     from app.store import NewVersion, Store
@@ -110,7 +123,7 @@ def stored_models(count: int) -> Path:
         record = store.add_version(f"model-{n}", temp, sha, size, NewVersion(
             format="skops", signature=signature_from_estimator(model).to_dict()))
         store.set_alias(f"model-{n}", "production", 1)
-        compile_version(store, record.id, twin=False)
+        compile_version(store, record.id, twin=twins)
     store.close()
     return home
 
@@ -129,15 +142,15 @@ def loaded_models(port: int) -> int:
     return 0
 
 
-def one_run(idle_seconds: float, prepared: Path, count: int
-            ) -> tuple[float, float, dict[str, Any] | None]:
+def one_run(idle_seconds: float, prepared: Path, count: int, program: list[str],
+            twins: bool) -> tuple[float, float, dict[str, Any] | None]:
     home = Path(tempfile.mkdtemp(prefix="modeldepot-bench-")) / "home"
     shutil.copytree(prepared, home)
     registry_port, inference_port = free_ports(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELDEPOT_")}
     env.pop("NOTIFY_SOCKET", None)
-    env["MODELDEPOT_TWINS"] = "false"
-    command = [sys.executable, "-m", "app", "serve", "--home", str(home),
+    env["MODELDEPOT_TWINS"] = "true" if twins else "false"
+    command = [*program, "serve", "--home", str(home),
                "--registry-port", str(registry_port), "--inference-port", str(inference_port)]
     started = time.perf_counter()
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -172,16 +185,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle", type=float, default=3.0, help="seconds idle before measuring")
     parser.add_argument("--models", default="0,1,20", help="stored model counts to start with")
+    parser.add_argument("--twins", action="store_true", help="store and serve ONNX twins")
+    parser.add_argument("--binary", type=Path, help="start this built program, not the source")
     args = parser.parse_args()
 
-    print(f"== modeldepot serve from source ({sys.executable}), {args.runs} runs each")
+    program = [str(args.binary.resolve())] if args.binary else [sys.executable, "-m", "app"]
+    goal = 2.5 if args.binary else 2.0
+    print(f"== modeldepot serve from {args.binary or 'source'} ({' '.join(program)}), "
+          f"{args.runs} runs each, twins {'on' if args.twins else 'off'}")
     for count in (int(c) for c in args.models.split(",")):
-        prepared = stored_models(count)
+        prepared = stored_models(count, args.twins)
         times, all_loaded, memory = [], [], None
         try:
             for i in range(args.runs):
                 elapsed, loaded, mem = one_run(args.idle if i == args.runs - 1 else 0.0,
-                                               prepared, count)
+                                               prepared, count, program, args.twins)
                 times.append(elapsed)
                 all_loaded.append(loaded)
                 memory = mem or memory
@@ -189,8 +207,8 @@ def main() -> None:
             shutil.rmtree(prepared, ignore_errors=True)
         median = statistics.median(times)
         print(f"\n{count:3d} models: start to both ready: median {median:.3f} s, min "
-              f"{min(times):.3f}, max {max(times):.3f} (goal < 2 s) "
-              f"{'OK' if median < 2 else 'OVER'}")
+              f"{min(times):.3f}, max {max(times):.3f} (goal <= {goal:g} s) "
+              f"{'OK' if median <= goal else 'OVER'}")
         print(f"  start to every production model loaded: median "
               f"{statistics.median(all_loaded):.3f} s, max {max(all_loaded):.3f}")
         if memory:

@@ -3,7 +3,14 @@
 
 The baseline is one worker measured in the same run. Goal (issue 18): 2 workers >= 1.7x on this
 2-core machine. Nothing is pinned: the workers and wrk share the cores, as they would in use.
-Rounds alternate 1 and 2 workers; the medians are printed.
+Rounds alternate 1 and 2 workers; the medians are printed, with the CPU the workers used (cores,
+and per request) and their mean batch (requests per predict call, from /metrics).
+
+Why 32 connections do not scale: one worker stacks ~27 concurrent requests into one predict call,
+whose cost for a forest is nearly all per call (100 trees visited whatever the rows); two workers
+each see half the connections, so half the batch, and each request costs twice the CPU. With
+--connections 256 every worker fills max_batch_size (64) and the ratio follows the cores the
+workers actually get (printed), which wrk and other work on a 2-core box share.
 
 Run: .venv/bin/python benchmarks/bench_workers.py [--rounds N] [--seconds S]
 """
@@ -66,14 +73,47 @@ def start(home: Path, port: int, workers: int) -> list[subprocess.Popen[bytes]]:
     return procs
 
 
+def mean_batch(port: int, workers: int) -> float:
+    """Requests per predict call, from /metrics of whichever workers answer (each keeps its
+    own): asked a few times so that with 2 workers both are likely read."""
+    count = total = 0.0
+    seen: set[str] = set()
+    for _ in range(4 * workers):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        c = re.search(r'batch_requests_count\{model="rf",version="1"\} (\S+)', text)
+        t = re.search(r'batch_requests_sum\{model="rf",version="1"\} (\S+)', text)
+        if c and t and text not in seen:
+            seen.add(text)
+            count += float(c.group(1))
+            total += float(t.group(1))
+    return total / count if count else float("nan")
+
+
 def listening(port: int) -> int:
     with open("/proc/net/tcp") as table:
         return sum(1 for line in list(table)[1:] if line.split()[3] == "0A"
                    and int(line.split()[1].split(":")[1], 16) == port)
 
 
-def wrk(url: str, script: Path, seconds: int) -> tuple[float, int]:
-    out = subprocess.run(["wrk", "-t1", "-c32", f"-d{seconds}s", "-s", str(script), url],
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time these processes have used (every thread)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """Cores' worth of CPU the whole machine used in the last minute (load average)."""
+    return os.getloadavg()[0]
+
+
+def wrk(url: str, script: Path, seconds: int, connections: int = 32) -> tuple[float, int]:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script),
+                          url],
                          capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -84,6 +124,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32,
+                        help="wrk connections; at 256 every worker fills max_batch_size (64)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
@@ -97,6 +139,8 @@ def main() -> int:
         script = work / "post.lua"
         script.write_text(LUA.format(body=body))
         results: dict[int, list[float]] = {1: [], 2: []}
+        cpu: dict[int, list[float]] = {1: [], 2: []}
+        batches: dict[int, list[float]] = {1: [], 2: []}
         for _ in range(args.rounds):
             for workers in (1, 2):
                 port = free_port()
@@ -104,20 +148,32 @@ def main() -> int:
                 try:
                     url = f"http://127.0.0.1:{port}/v1/models/rf/predict"
                     wrk(url, script, 1)  # warm up
-                    rps, errors = wrk(url, script, args.seconds)
+                    used = cpu_seconds([p.pid for p in procs])
+                    rps, errors = wrk(url, script, args.seconds, args.connections)
+                    used = cpu_seconds([p.pid for p in procs]) - used
                     if errors:
                         raise RuntimeError(f"{errors} failed requests with {workers} workers")
                     results[workers].append(rps)
+                    cpu[workers].append(used / args.seconds)
+                    batches[workers].append(mean_batch(port, workers))
                 finally:
                     for p in procs:
                         p.terminate()
                     for p in procs:
                         p.wait(10)
     one, two = statistics.median(results[1]), statistics.median(results[2])
-    print(f"RF(100) by scikit-learn, 1 row, wrk -c32, {os.cpu_count()} cores")
-    print(f"1 worker  (baseline): {one:8.0f} req/s  {[round(r) for r in results[1]]}")
-    print(f"2 workers:            {two:8.0f} req/s  {[round(r) for r in results[2]]}")
+    print(f"RF(100) by scikit-learn, 1 row, wrk -c{args.connections}, {os.cpu_count()} cores, "
+          "nothing pinned; "
+          f"load average {machine_busy():.1f} at the end")
+    for workers, label in ((1, "1 worker  (baseline)"), (2, "2 workers")):
+        rps = statistics.median(results[workers])
+        used = statistics.median(cpu[workers])
+        print(f"{label + ':':<22}{rps:8.0f} req/s  {[round(r) for r in results[workers]]}  "
+              f"server CPU {used:.2f} cores, {used / rps * 1e6:.0f} us/request, "
+              f"mean batch {statistics.median(batches[workers]):.1f} requests")
     print(f"ratio {two / one:.2f}x (goal >= 1.70x)")
+    print("(cores used by the workers show whether they got the second core; us/request and "
+          "mean batch whether splitting the connections made each request dearer)")
     return 0
 
 

@@ -39,7 +39,9 @@ from app.inference.loaded import (
     platform_of,
     twin_key,
 )
+from app.inference.memory import give_back
 from app.inference.metrics import InferenceMetrics
+from app.procmem import resident_bytes
 from app.store import Store, VersionRecord
 from app.store.names import check_name, parse_ref
 
@@ -62,6 +64,9 @@ class ModelCache:
         self._store_executor = ThreadPoolExecutor(1, thread_name_prefix="modeldepot-store")
         self._load_executor = ThreadPoolExecutor(2, thread_name_prefix="modeldepot-load")
         self._budget = settings.cache_memory_mb << 20
+        self._base_rss: int | None = None  # this process's RSS before its first model load
+        self._settling: asyncio.Future[None] | None = None
+        self._newest: LoadedModel | None = None  # never evicted by _settle: just asked for
         self._targets: dict[Key, LoadedModel] = {}
         self._by_version: dict[int, LoadedModel] = {}
         self._loading: dict[tuple[int, str | None], asyncio.Task[LoadedModel]] = {}
@@ -108,8 +113,14 @@ class ModelCache:
                 self._missing[key] = copy.copy(exc)  # asked again and again, answered from memory
             raise
         if revision == self.revision and revision is not None:
-            self._targets[key] = model
+            self._target(key, model)
         return model
+
+    def _target(self, key: Key, model: LoadedModel) -> None:
+        """Serve `key` with `model`, unless another load evicted it while this caller waited:
+        a target outside _by_version would escape the budget and never be evicted."""
+        if self._by_version.get(model.record.id) is model:
+            self._targets[key] = model
 
     async def ensure_loaded(self, record: VersionRecord) -> LoadedModel:
         twin = twin_key(record, self.settings.twins)
@@ -136,6 +147,8 @@ class ModelCache:
     async def _load(self, record: VersionRecord, twin: str | None) -> LoadedModel:
         assert self.store is not None
         loop = asyncio.get_running_loop()
+        if self._base_rss is None:
+            self._base_rss = resident_bytes()  # before any model and its libraries
         try:
             prepared = await loop.run_in_executor(
                 self._load_executor,
@@ -155,8 +168,10 @@ class ModelCache:
             self._loading.pop((record.id, twin), None)
         model = self._adopt(prepared)
         self._metrics.load_seconds.labels(record.model).observe(prepared.seconds)
-        log.info("loaded %s version %d (%s on %s, %.0f ms)", record.model, record.version,
-                 record.format, prepared.engine, prepared.seconds * 1000)
+        log.info("loaded %s version %d (%s on %s, %.0f ms, %.1f MB)", record.model,
+                 record.version, record.format, prepared.engine, prepared.seconds * 1000,
+                 prepared.memory / (1 << 20))
+        self._fit_budget(model)
         return model
 
     def _adopt(self, prepared: Prepared) -> LoadedModel:
@@ -176,22 +191,56 @@ class ModelCache:
             twin_key=prepared.twin_key, engine=prepared.engine,
         )
         self._by_version[record.id] = model
-        self._evict(keep=model)
         self._count_loaded()
         return model
 
-    def _evict(self, keep: LoadedModel) -> None:
-        """Least recently used first, until the loaded versions fit the memory budget."""
+    def _fit_budget(self, keep: LoadedModel) -> None:
+        """Evict until the loaded versions fit the budget twice over: by what their loads were
+        charged, now, and by the process's resident memory above what it held before its first
+        load (so libraries the models pulled in count too), in the background (_settle), so
+        the request that caused the load does not wait for it."""
         total = sum(m.memory for m in self._by_version.values())
+        self._evict(keep, total - self._budget)
+        self._newest = keep
+        if self._settling is None:
+            self._settling = asyncio.ensure_future(self._settle())
+            self._settling.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Future[None]) -> None:
+        self._settling = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("checking resident memory after an eviction failed: %r", task.exception())
+
+    async def _settle(self) -> None:
+        """Hand freed memory back to the system (memory.give_back: RSS would not show it
+        otherwise; a load's own temporary buffers are freed too), then evict more while
+        resident memory is over the budget. After every load: a /proc read and a trim cost
+        milliseconds, a load far more."""
+        loop = asyncio.get_running_loop()
+        evicted = 1
+        while evicted and self._base_rss is not None:
+            await loop.run_in_executor(self._load_executor, give_back)
+            over = (resident_bytes() or 0) - self._base_rss - self._budget
+            if over <= 0:
+                return
+            # Requests still holding an evicted version delay its release: at worst this
+            # evicts down to `keep` alone, as a budget smaller than one model would.
+            evicted = self._evict(self._newest, over, "resident memory")
+
+    def _evict(self, keep: LoadedModel | None, excess: int, measure: str = "load charges") -> int:
+        """Least recently used first (never `keep`), until `excess` bytes are gone."""
+        evicted = 0
         for model in sorted(self._by_version.values(), key=lambda m: m.last_used):
-            if total <= self._budget:
+            if excess <= 0:
                 break
             if model is keep:
                 continue
             self._forget(model)
-            total -= model.memory
-            log.info("evicted %s version %d (memory budget %d MB)", model.name, model.version,
-                     self.settings.cache_memory_mb)
+            excess -= model.memory
+            evicted += 1
+            log.info("evicted %s version %d (memory budget %d MB, by %s)", model.name,
+                     model.version, self.settings.cache_memory_mb, measure)
+        return evicted
 
     def _forget(self, model: LoadedModel) -> None:
         """Drop every reference the cache holds; requests holding it finish undisturbed."""
@@ -201,11 +250,12 @@ class ModelCache:
             del self._targets[key]
         self._count_loaded()
 
-    def memory_use(self) -> dict[str, int]:
+    def memory_use(self) -> dict[str, int | None]:
         """Loaded versions against the budget (cache_memory_mb), for the dashboard."""
         return {"loaded_models": len(self._by_version),
                 "loaded_bytes": sum(m.memory for m in self._by_version.values()),
-                "cache_memory_bytes": self._budget}
+                "cache_memory_bytes": self._budget,
+                "resident_bytes_before_models": self._base_rss}
 
     def _count_loaded(self) -> None:
         self._metrics.loaded.set(len(self._by_version))
@@ -262,7 +312,7 @@ class ModelCache:
                 continue
             try:
                 record = await self._in_store(self.store.resolve, name, None)
-                self._targets[key] = await self.ensure_loaded(record)
+                self._target(key, await self.ensure_loaded(record))
             except ModelDepotError:
                 continue  # recorded; shown in readiness and metadata
 
@@ -307,6 +357,8 @@ class ModelCache:
         return self.store is not None
 
     def close(self) -> None:
+        if self._settling is not None:
+            self._settling.cancel()
         for model in self._by_version.values():
             model.batcher.close()
         self._load_executor.shutdown(wait=False, cancel_futures=True)

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from app.errors import ModelDepotError, ServiceUnavailable
 from app.inference.batching import MicroBatcher
 from app.inference.codecs import v2_datatype
 from app.inference.inputs import InputSpec
+from app.inference.memory import measured
 from app.inference.metrics import ModelMetrics
 from app.store import Store, VersionRecord
 from app.store.blobs import file_sha256
@@ -82,7 +84,9 @@ class Prepared:
     seconds: float
     twin_key: str | None = None
     engine: str = "scikit-learn"
-    memory: int = 0  # what the cache's budget counts: the size of the file that was loaded
+    # What the cache's budget counts: the resident memory the load added (app/inference/
+    # memory.py), at least the size of the file that was loaded.
+    memory: int = 0
 
 
 @dataclass(eq=False)
@@ -142,7 +146,17 @@ def twin_key(record: VersionRecord, twins: bool) -> str | None:
 
 def load_version(store: Store, record: VersionRecord, loader: Loader, *,
                  twin: str | None = None) -> Prepared:
-    """Verify, load and warm one version (blocking: run it in a worker thread).
+    """Verify, load and warm one version (blocking: run it in a worker thread), charged the
+    resident memory it added (see _load_version)."""
+    prepared, growth = measured(partial(_load_version, store, record, loader, twin=twin),
+                                floor=0)
+    prepared.memory = max(prepared.memory, growth)
+    return prepared
+
+
+def _load_version(store: Store, record: VersionRecord, loader: Loader, *,
+                  twin: str | None = None) -> Prepared:
+    """Verify, load and warm one version.
 
     With `twin` (the digest twin_key chose), the version is served through its ONNX twin; a twin
     that is damaged or fails to load or warm is logged and passed over for the model itself.

@@ -59,8 +59,9 @@ class InferenceMetrics:
         self.loaded = Gauge("modeldepot_inference_loaded_models",
                             "Model versions held in memory.", registry=r)
         self.loaded_bytes = Gauge("modeldepot_inference_loaded_bytes",
-                                  "Size of the files the loaded versions came from (a model's "
-                                  "own, or its ONNX twin's): what cache_memory_mb budgets.",
+                                  "Resident memory the loaded versions added when they "
+                                  "loaded (at least their files' sizes): what cache_memory_mb "
+                                  "budgets.",
                                   registry=r)
         self.load_seconds = Histogram("modeldepot_inference_load_seconds",
                                       "Verify, load and warm-up time of a version.",

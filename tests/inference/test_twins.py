@@ -227,5 +227,6 @@ def test_the_memory_budget_counts_what_was_loaded_the_twin_or_the_model(
         r = client.post("/v1/models/forest/predict", json={"instances": ROWS[:1]})
         assert r.status_code == 200, r.text
     assert engine(twin, "forest") == "onnxruntime-twin"
-    assert loaded_bytes(twin) == twin_size
-    assert loaded_bytes(sklearn) == record.size
+    # Each is charged the resident memory its load added, never less than its own file.
+    assert loaded_bytes(twin) >= twin_size
+    assert loaded_bytes(sklearn) >= record.size
