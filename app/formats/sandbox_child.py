@@ -49,6 +49,9 @@ def single_threaded_environment() -> None:
     single thread to fork safely."""
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
+    # pyarrow (which scikit-learn reaches through pandas where both are installed, e.g. beside
+    # mlflow) starts jemalloc's background thread on import unless told not to.
+    os.environ.setdefault("JE_ARROW_MALLOC_CONF", "background_thread:false")
     sys.dont_write_bytecode = True
 
 
