@@ -143,8 +143,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"No database at {settings.paths.database}: nothing to check.")
         return 0
     report = run_doctor(Store(settings.paths), mark=not args.no_mark)
-    print(report.render())
+    # The verdict stays the last line: scripts read it with `tail -1`.
     print(f"Uploaded model files are checked with {confinement()[1]}.")
+    print(report.render())
     return 0 if report.healthy else 1
 
 
