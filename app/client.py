@@ -6,7 +6,9 @@ Uploads stream from disk: the multipart body yields the model file in chunks, so
 
 A busy registry refuses an upload with 503 and Retry-After before doing anything with it
 (app/registry/admission.py); the client then waits (at least what the server asked, doubling,
-with random jitter so many clients do not come back in step) and sends it again.
+with random jitter so many clients do not come back in step) and sends it again. A refusal that
+gives a place in line (a ticket) is different: the client comes back when the server says, with
+the ticket, for up to QUEUE_PATIENCE seconds, and is served in its turn.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from urllib.parse import quote, urlencode, urlsplit
 from app.errors import ModelDepotError
 
 RETRIES = 8  # refusals in a row before giving up: about two minutes of waiting in all
+QUEUE_PATIENCE = 900.0  # seconds a request with a place in line waits for its turn
+# A refused upload's place in line, and its number (app/registry/admission.py).
+TICKET_HEADER, PLACE_HEADER = "ModelDepot-Upload-Ticket", "ModelDepot-Upload-Place"
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 30.0
 
 
@@ -63,6 +68,17 @@ class Answer:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+    @property
+    def ticket(self) -> str | None:
+        """The place in line a refused upload was given, to send back with it."""
+        ticket = self.headers.get(TICKET_HEADER) if self.headers is not None else None
+        return ticket if ticket and len(ticket) <= 64 else None
+
+    @property
+    def ticket_place(self) -> str:
+        place = self.headers.get(PLACE_HEADER) if self.headers is not None else None
+        return place if place and place.isdigit() else "?"
 
     @property
     def message(self) -> str:
@@ -194,13 +210,25 @@ class Client:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None}, doseq=True)
         # A refusal can be answered by sending the same body again only if it can be re-read.
         resendable = body is None or isinstance(body, bytes | MultipartBody)
-        for attempt in range(self.retries + 1):
+        attempt, waited_in_line = 0, 0.0
+        while True:
             answer = self._send(method, path, body, all_headers, sink)
-            if answer.retry_after is None or not resendable or attempt == self.retries:
+            if answer.retry_after is None or not resendable or self.retries == 0:
                 break
-            delay = retry_delay(attempt, answer.retry_after)
-            self.notice(f"the server is busy; sending {method} {path.split('?')[0]} again in "
-                        f"{delay:.1f} s")
+            ticket = answer.ticket
+            if ticket is not None and waited_in_line < QUEUE_PATIENCE:
+                # A place in line: come back when the server says, neither sooner nor later.
+                delay = answer.retry_after * random.uniform(1.0, 1.2)
+                waited_in_line += delay
+                all_headers[TICKET_HEADER] = ticket
+                place = f" (number {answer.ticket_place} in line)"
+            elif attempt < self.retries:
+                delay, place = retry_delay(attempt, answer.retry_after), ""
+                attempt += 1
+            else:
+                break
+            self.notice(f"the server is busy{place}; sending {method} {path.split('?')[0]} "
+                        f"again in {delay:.1f} s")
             time.sleep(delay)
         if answer.status >= 400:
             error = ClientError(answer.message)

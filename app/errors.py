@@ -109,9 +109,11 @@ class Overloaded(ServiceUnavailable):
 
     code = "overloaded"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
+    def __init__(self, message: str, *, retry_after: int, ticket: str | None = None,
+                 place: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.ticket, self.place = ticket, place  # a place in the upload line (admission.py)
 
 
 class OutOfResources(ServiceUnavailable):

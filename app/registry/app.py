@@ -8,8 +8,9 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from app import __version__
+from app.client import PLACE_HEADER, TICKET_HEADER
 from app.config import Settings
-from app.errors import ModelDepotError
+from app.errors import ModelDepotError, Overloaded
 from app.registry import (
     blobs_api,
     bundles_api,
@@ -94,6 +95,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
         response = json_response(exc.to_dict(), exc.status)
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, Overloaded) and exc.ticket is not None:
+            response.headers[TICKET_HEADER] = exc.ticket
+            response.headers[PLACE_HEADER] = str(exc.place)
         return response
 
     @app.errorhandler(HTTPException)

@@ -21,7 +21,7 @@ from app.registry.api import ApiBlueprint, json_body, json_response
 from app.registry.context import registry
 from app.registry.models_api import query_flag
 from app.registry.schemas import Deleted, ImportResult, KeyList, PublicKeyOut, TrustKey
-from app.registry.services import sandbox_limits
+from app.registry.services import sandbox_limits, upload_ticket
 from app.registry.uploads import receive_upload
 from app.store import Store
 from app.training.hooks import version_ready
@@ -140,7 +140,8 @@ def bundle_body() -> Iterator[Readable]:
             f"{mimetype or 'a body with no content type'}.")
     upload = receive_upload(request.stream, request.content_type, length,
                             registry().store.blobs, limit=limit, setting=SETTING,
-                            slots=registry().uploads, text_fields=())
+                            slots=registry().uploads, text_fields=(),
+                            ticket=upload_ticket())
     try:
         with upload.temp.open("rb") as f:
             yield f

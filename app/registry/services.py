@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import request
 
+from app.client import TICKET_HEADER
 from app.config import Settings
 from app.diskspace import check_room
 from app.errors import Unprocessable
@@ -38,6 +39,11 @@ def check_disk_room(what: str) -> None:
     check_room(settings.home, settings.min_free_disk, request.content_length or 0, what)
 
 
+def upload_ticket() -> str | None:
+    """The place in line an earlier refusal of this upload gave (app/registry/admission.py)."""
+    return request.headers.get(TICKET_HEADER)
+
+
 def receive_model_file(text_fields: tuple[str, ...] = ("metadata",)) -> ReceivedUpload:
     """The request's multipart body, its `file` part streamed to a temp file under the limit."""
     reg = registry()
@@ -45,7 +51,7 @@ def receive_model_file(text_fields: tuple[str, ...] = ("metadata",)) -> Received
     return receive_upload(request.stream, request.content_type, request.content_length,
                           reg.store.blobs, limit=reg.settings.max_upload_bytes,
                           setting="max_upload_bytes", slots=reg.uploads,
-                          text_fields=text_fields)
+                          ticket=upload_ticket(), text_fields=text_fields)
 
 
 def store_upload(
@@ -87,7 +93,7 @@ def receive_dataset_file() -> ReceivedUpload:
     return receive_upload(request.stream, request.content_type, request.content_length,
                           reg.store.blobs, limit=reg.settings.max_dataset_bytes,
                           setting="max_dataset_bytes", slots=reg.uploads,
-                          text_fields=("name",))
+                          ticket=upload_ticket(), text_fields=("name",))
 
 
 def store_dataset(upload: ReceivedUpload, name: str | None) -> tuple[DatasetRecord, bool]:

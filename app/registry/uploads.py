@@ -35,13 +35,14 @@ class ReceivedUpload:
     filename: str | None
     fields: dict[str, bytes]
     slots: UploadSlots | None = field(default=None, repr=False)  # the slot this upload holds
+    slot_taken_at: float | None = field(default=None, repr=False)
 
     def discard(self) -> None:
         """Remove the temp file (stored or not) and give the upload's slot back."""
         self.temp.unlink(missing_ok=True)
         slots, self.slots = self.slots, None
         if slots is not None:
-            slots.give_back()
+            slots.give_back(self.slot_taken_at)
 
     def text(self, name: str) -> str | None:
         """A text field, stripped; None when absent or blank; 422 when it is not UTF-8."""
@@ -75,6 +76,7 @@ def receive_upload(
     limit: int,
     setting: str,
     slots: UploadSlots,
+    ticket: str | None = None,
     file_field: str = "file",
     text_fields: tuple[str, ...] = ("metadata",),
 ) -> ReceivedUpload:
@@ -82,18 +84,18 @@ def receive_upload(
 
     Over `limit` (the value of `setting`), whether the body says so up front or not: 413 naming
     the setting. An empty file is left to the format's own check, which says what it expected.
-    The upload holds one of `slots` until its `discard()`; with none free it is refused (503)
-    before anything is read or written.
+    The upload holds one of `slots` until its `discard()`; with none free for it (`ticket`: the
+    place in line a refusal gave) it is refused (503) before anything is read or written.
     """
     if content_length is not None and content_length > limit + MULTIPART_SLACK:
         raise _too_large(limit, setting)
-    slots.take()
+    taken_at = slots.take(ticket)
     try:
         upload = _receive(stream, content_type, blobs, limit, setting, file_field, text_fields)
     except BaseException:
         slots.give_back()
         raise
-    upload.slots = slots
+    upload.slots, upload.slot_taken_at = slots, taken_at
     return upload
 
 

@@ -11,8 +11,16 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.client import BACKOFF_CAP, Client, ClientError, retry_delay
+from app.client import (
+    BACKOFF_CAP,
+    PLACE_HEADER,
+    TICKET_HEADER,
+    Client,
+    ClientError,
+    retry_delay,
+)
 from app.config import Settings
+from app.errors import Overloaded
 from app.registry.admission import UploadSlots
 from tests.conftest import TOKEN
 from tests.live import wait_until
@@ -59,8 +67,14 @@ def test_past_the_limit_an_upload_is_503_with_retry_after_and_nothing_written(
     assert client.get("/api/v1/datasets").get_json()["datasets"] == []
     assert temp_files(settings) == []
     assert client.get("/api/v1/health").status_code == 200  # reads go on
+    # Each refusal was given a place in line; a freed slot goes to the first in line.
+    ticket = refused.headers[TICKET_HEADER]
+    assert refused.headers[PLACE_HEADER] == "1" and dataset.headers[PLACE_HEADER] == "2"
+    assert ticket in refused.get_json()["error"]["message"]
     slots(busy_app).give_back()
-    assert upload(client, "m", model).status_code == 201
+    newcomer = upload(client, "m", model)
+    assert newcomer.status_code == 503 and newcomer.headers[PLACE_HEADER] == "3"
+    assert upload(client, "m", model, headers={**AUTH, TICKET_HEADER: ticket}).status_code == 201
 
 
 def test_every_upload_gives_its_slot_back_stored_or_refused(
@@ -94,8 +108,13 @@ def test_the_client_waits_and_sends_a_refused_upload_again(
         pusher.start()
         wait_until(lambda: slots(busy_app).refused >= 1, 30, "the first attempt was refused")
         assert "version" not in outcome
-        for _ in range(LIMIT):
-            slots(busy_app).give_back()
+        # A newcomer does not take the freed slot from the one in line.
+        slots(busy_app).give_back()
+        with pytest.raises(ClientError) as newcomer:
+            Client(base, TOKEN, retries=0).upload("m", model, {})
+        assert newcomer.value.status == 503 and "number 2 in line" in str(newcomer.value)
+        assert "version" not in outcome
+        slots(busy_app).give_back()
         pusher.join(60)
     assert "error" not in outcome, outcome
     assert outcome["version"]["version"] == 1
@@ -110,3 +129,59 @@ def test_retry_delays_honour_retry_after_double_and_are_capped() -> None:
         expected = max(2.0, min(BACKOFF_CAP, 2.0**attempt))
         assert expected <= delay <= 1.5 * expected
     assert {round(retry_delay(0, 2), 6) for _ in range(20)} != {2.0}  # jittered
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def refusal(line: UploadSlots, ticket: str | None = None) -> Overloaded:
+    with pytest.raises(Overloaded) as refused:
+        line.take(ticket)
+    return refused.value
+
+
+def test_freed_slots_go_to_the_line_in_order_and_newcomers_queue_behind() -> None:
+    clock = Clock()
+    line = UploadSlots(2, clock=clock)
+    held = [line.take(), line.take()]
+    first, second, third = refusal(line), refusal(line), refusal(line)
+    assert [first.place, second.place, third.place] == [1, 2, 3]
+    assert first.retry_after <= second.retry_after <= third.retry_after
+    line.give_back(held.pop())
+    assert refusal(line).place == 4  # a newcomer
+    assert refusal(line, second.ticket).ticket == second.ticket  # not its turn yet
+    line.take(first.ticket)
+    line.give_back(held.pop())
+    line.give_back(clock.now)
+    line.take(second.ticket)
+    line.take(third.ticket)
+    assert line.in_progress == 2 and line.waiting == 1  # the newcomer's place
+    assert refusal(line, "made-up").place == 2  # an unknown ticket is a newcomer
+
+
+def test_a_place_lapses_when_its_holder_does_not_come_back() -> None:
+    clock = Clock()
+    line = UploadSlots(1, clock=clock)
+    taken = line.take()
+    gone = refusal(line)
+    clock.now += 5
+    line.give_back(taken)
+    assert refusal(line).place == 2  # the slot is kept for the first in line ...
+    clock.now += gone.retry_after + 60
+    line.take()  # ... until its place lapses
+    assert line.waiting == 0 and refusal(line, gone.ticket).place == 1  # back of the line
+
+
+def test_the_line_is_bounded() -> None:
+    line = UploadSlots(1)
+    line.take()
+    places = [refusal(line).place for _ in range(line.max_line)]
+    assert places == list(range(1, line.max_line + 1))
+    full = refusal(line)
+    assert full.ticket is None and "the most the line holds" in full.message
+    assert 1 <= full.retry_after <= 30
