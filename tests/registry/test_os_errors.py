@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import gc
 import io
+import mimetypes
 import os
 import resource
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ def test_out_of_descriptors_during_an_upload_is_503_naming_them(
     body = write_skops(tmp_path / "m.skops").read_bytes()
     data = {"file": (io.BytesIO(body), "m.skops")}
     client.get("/api/v1/health")  # the store's connection is open before the limit
+    mimetypes.init()  # the test client reads /etc/mime.types to encode the file part
     with no_descriptors_left():
         r = client.post("/api/v1/models/m/versions", data=data, headers=AUTH,
                         content_type="multipart/form-data")
