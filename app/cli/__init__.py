@@ -8,17 +8,23 @@ upkeep.py (gc, backup, restore).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.cli import fleet, jobs, mirror, models, servers, upkeep
 from app.cli.common import CLIENT_SETTINGS, add_setting_flags
 from app.errors import ModelDepotError
 
+# The modules that add sub-commands, in the order `--help` lists them.
+COMMAND_MODULES = ("servers", "models", "jobs", "fleet", "upkeep", "mirror")
+# The long-lived processes: each imports only servers.py's commands, not the client commands'
+# modules (the supervisor stays up as long as the box does; its memory counts every hour).
+SERVER_COMMANDS = frozenset({"serve", "registry", "inference"})
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modeldepot", description="Keep and serve machine-learning models, offline."
     )
@@ -36,12 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    servers.add_commands(sub, command)
-    models.add_commands(sub, command)
-    jobs.add_commands(sub, command)  # datasets, train, jobs
-    fleet.add_commands(sub, command)  # export, import, keys
-    upkeep.add_commands(sub, command)  # gc, backup, restore
-    mirror.add_commands(sub, command)  # mirror add|list|show|sync|rm
+    # servers; models; jobs: datasets, train, jobs; fleet: export, import, keys;
+    # upkeep: gc, backup, restore; mirror: mirror add|list|show|sync|rm
+    for name in modules:
+        importlib.import_module(f"app.cli.{name}").add_commands(sub, command)
     return parser
 
 
@@ -63,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.formats.zygote import main as sandbox_zygote
 
         return sandbox_zygote(args_given[1:])
-    parser = build_parser()
+    parser = build_parser(("servers",) if args_given[:1] and args_given[0] in SERVER_COMMANDS
+                          else COMMAND_MODULES)
     if argv is None and len(sys.argv) == 1 and started_without_terminal():
         argv = ["serve", "--open"]  # a double-click: there is no terminal to print help to
     args = parser.parse_args(argv)

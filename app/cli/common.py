@@ -20,6 +20,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str] | No
     for setting in SETTINGS:
         if names is not None and setting.name not in names:
             continue
+        # argparse %-formats help text: min_free_disk's "5%" made `serve --help` crash.
+        help_text = setting.help.replace("%", "%%")
         flag = "--" + setting.name.replace("_", "-")
         if setting.parse.__name__ == "_parse_bool":
             group.add_argument(
@@ -28,14 +30,14 @@ def add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str] | No
                 action="store_const",
                 const="true",
                 default=None,
-                help=setting.help,
+                help=help_text,
             )
         else:
             group.add_argument(
                 flag,
                 dest=setting.name,
                 default=None,
-                help=setting.help,
+                help=help_text,
                 metavar=setting.name.upper(),
             )
 

@@ -13,13 +13,15 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from app.cli.common import Command, print_json, registry_client, server_client
 from app.cli.evaluation_text import evaluation_text
-from app.client import Client
 from app.errors import BadRequest, ModelDepotError
+
+if TYPE_CHECKING:  # the client (http.client, ssl) loads only for commands that talk to a server
+    from app.client import Client
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:

@@ -19,15 +19,17 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from app.atomic import fsync_dir
 from app.config import Paths
 from app.errors import BadRequest, Conflict, NotFound
 from app.store.names import check_name
+
+# cryptography (about 7.5 MB resident) loads on the first signature made or checked, not when
+# the registry starts: most boxes never export or import a bundle.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 KIND = "modeldepot-ed25519"
 PRIVATE_FILE = "private.key"
@@ -50,6 +52,9 @@ class PublicKey:
         return f"{KIND} {base64.b64encode(self.raw).decode()} {self.name}"
 
     def verify(self, signature: bytes, data: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, data)
         except InvalidSignature:
@@ -113,6 +118,9 @@ def create_key(paths: Paths, name: str | None = None) -> PublicKey:
     if path.exists():
         raise Conflict("This box already has a key; `modeldepot keys show` prints it.",
                        code="key_exists")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     private = Ed25519PrivateKey.generate()
     comment = f"# {key_name}\n".encode()
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -122,6 +130,8 @@ def create_key(paths: Paths, name: str | None = None) -> PublicKey:
 
 
 def _public(private: Ed25519PrivateKey, name: str) -> PublicKey:
+    from cryptography.hazmat.primitives import serialization
+
     raw = private.public_key().public_bytes(serialization.Encoding.Raw,
                                             serialization.PublicFormat.Raw)
     return PublicKey(name, raw)
@@ -135,6 +145,9 @@ def load_private(paths: Paths) -> tuple[Ed25519PrivateKey, PublicKey] | None:
         return None
     first, _, pem = text.partition(b"\n")
     name = first.decode("ascii", "replace").removeprefix("# ").strip() or default_key_name()
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     private = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(private, Ed25519PrivateKey):
         raise BadRequest("The private key in the data dir is not an Ed25519 key.")

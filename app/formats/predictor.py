@@ -123,7 +123,9 @@ def load_predictor(path: Path, format: str, *, signature: Signature | None = Non
     else:
         raise InvalidModelFile(f"Unknown model format {format!r}.")
     check_structures(estimator)
-    return SklearnPredictor(estimator, signature or signature_from_estimator(estimator))
+    from app.formats.linear import linear_predictor  # it builds on SklearnPredictor, above
+
+    return linear_predictor(estimator, signature or signature_from_estimator(estimator))
 
 
 __all__ = ["OnnxPredictor", "Predictor", "SklearnPredictor", "load_predictor"]

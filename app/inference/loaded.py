@@ -232,8 +232,8 @@ def _load_cached(store: Store, record: VersionRecord, signature: Any) -> Predict
     digest, recipe_data = record.load_cache_sha256, record.load_cache_recipe
     if not digest or not recipe_data:
         return None
+    from app.formats.linear import linear_predictor
     from app.formats.load_cache import CacheRecipe, load_cache
-    from app.formats.predictor import SklearnPredictor
     from app.formats.signature import signature_from_estimator
 
     try:
@@ -248,7 +248,7 @@ def _load_cached(store: Store, record: VersionRecord, signature: Any) -> Predict
                       "file", record.model, record.version)
             return None
         estimator = load_cache(data, recipe)
-        return SklearnPredictor(estimator, signature or signature_from_estimator(estimator))
+        return linear_predictor(estimator, signature or signature_from_estimator(estimator))
     except ModelDepotError as exc:
         log.warning("%s version %d: load cache not used (%s); loading its file", record.model,
                     record.version, exc.message)

@@ -36,10 +36,9 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
-from flask_executor import Executor
 
 from app.config import Settings
 from app.diskspace import check_room
@@ -48,6 +47,9 @@ from app.store.jobs import JobRecord
 from app.training.hooks import version_ready
 from app.training.kinds import KINDS
 from app.training.worker import init_worker, nudge
+
+if TYPE_CHECKING:
+    from flask_executor import Executor
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 2.0
@@ -166,6 +168,8 @@ class JobRunner:
         if self._executor is None:
             self._app.config["JOBS_EXECUTOR_TYPE"] = "process"
             self._app.config["JOBS_EXECUTOR_MAX_WORKERS"] = self.pool_size
+            from flask_executor import Executor  # the first job, not the registry's start
+
             executor = Executor(name="jobs")
             executor._make_executor = lambda app: self._new_pool()
             executor.init_app(self._app)

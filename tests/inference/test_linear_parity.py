@@ -1,0 +1,107 @@
+"""The numpy path for fitted linear models (app/formats/linear.py) gives scikit-learn's own
+answers bit for bit: labels, probabilities and regression values, over many random models and
+inputs, in one call or split into batches, and leaves every refusal to scikit-learn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+
+from app.formats import load_predictor
+from app.formats.linear import LinearPredictor, linear_predictor
+from app.formats.predictor import SklearnPredictor
+from app.formats.signature import signature_from_estimator
+from tests.models import write_skops
+
+
+def classification(rng: np.random.Generator, n_classes: int, n_features: int,
+                   strings: bool) -> tuple[np.ndarray, np.ndarray]:
+    X = rng.normal(scale=rng.uniform(0.1, 50), size=(60 * n_classes, n_features))
+    y = np.arange(len(X)) % n_classes  # every class present
+    X[:, 0] += y * rng.uniform(0.5, 3)  # some signal, so coefficients are not all tiny
+    labels = np.array([f"c{v}" for v in y]) if strings else y * 3 - 2
+    return X, labels
+
+
+def inputs(rng: np.random.Generator, n_features: int) -> list[np.ndarray]:
+    wide = rng.normal(scale=1e3, size=(37, n_features))
+    return [rng.normal(size=(1, n_features)), rng.normal(scale=20, size=(200, n_features)),
+            wide, wide.astype(np.float32), np.zeros((3, n_features)),
+            np.asfortranarray(rng.normal(size=(9, n_features)))]
+
+
+def assert_same(fast: LinearPredictor, estimator: Any, X: np.ndarray, proba: bool) -> None:
+    expected = np.asarray(estimator.predict(X))
+    assert np.array_equal(fast.predict(X), expected)
+    assert fast.predict(X).dtype == expected.dtype
+    if proba:
+        expected_p = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+        assert np.array_equal(fast.predict_proba(X), expected_p)
+        labels, probabilities = fast.predict_with_proba(X)
+        assert np.array_equal(labels, expected)
+        assert probabilities is not None and np.array_equal(probabilities, expected_p)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_logistic_regression_matches_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_classes = [2, 2, 3, 5][seed % 4]
+    n_features = int(rng.integers(1, 30))
+    X, y = classification(rng, n_classes, n_features, strings=seed % 3 == 0)
+    model = LogisticRegression(C=float(rng.uniform(0.01, 100)), max_iter=300,
+                               fit_intercept=seed % 5 != 4).fit(X, y)
+    fast = linear_predictor(model, signature_from_estimator(model))
+    assert isinstance(fast, LinearPredictor)
+    for rows in inputs(rng, n_features):
+        assert_same(fast, model, rows, proba=True)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_linear_regressors_match_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    n_features = int(rng.integers(1, 25))
+    X = rng.normal(size=(120, n_features))
+    y = X @ rng.normal(size=n_features) + rng.normal(size=120)
+    if seed % 2:
+        y = np.column_stack([y, -2 * y + 1])  # two targets: a 2-D coefficient matrix
+    kind = [LinearRegression(), Ridge(alpha=float(rng.uniform(0.1, 10))),
+            LinearRegression(fit_intercept=False), Ridge(fit_intercept=False)][seed % 4]
+    model = kind.fit(X, y)
+    fast = linear_predictor(model, signature_from_estimator(model))
+    assert isinstance(fast, LinearPredictor) and not fast.has_proba
+    for rows in inputs(rng, n_features):
+        assert_same(fast, model, rows, proba=False)
+        assert fast.predict_with_proba(rows)[1] is None
+
+
+def test_refusals_stay_scikit_learns() -> None:
+    X, y = classification(np.random.default_rng(7), 3, 4, strings=False)
+    model = LogisticRegression(max_iter=300).fit(X, y)
+    fast = linear_predictor(model, None)
+    assert isinstance(fast, LinearPredictor)
+    for bad in (np.array([[1.0, np.nan, 0.0, 0.0]]), np.ones((2, 5)), np.ones((0, 4))):
+        with pytest.raises(ValueError) as ours:
+            fast.predict_with_proba(bad)
+        with pytest.raises(ValueError) as theirs:
+            model.predict(bad)
+        assert str(ours.value) == str(theirs.value)
+    ints = np.arange(8).reshape(2, 4)  # not float: scikit-learn's own path, same answer
+    assert np.array_equal(fast.predict(ints), model.predict(ints))
+
+
+def test_only_the_exact_classes_take_the_numpy_path(tmp_path: Path) -> None:
+    class Tweaked(LogisticRegression):
+        def predict(self, X: Any) -> Any:
+            return super().predict(X)
+
+    X, y = classification(np.random.default_rng(3), 2, 3, strings=False)
+    assert type(linear_predictor(Tweaked().fit(X, y), None)) is SklearnPredictor
+    model = LogisticRegression().fit(X, y)
+    # Served from its stored file exactly as the inference server loads it.
+    loaded = load_predictor(write_skops(tmp_path / "lr.skops", model), "skops")
+    assert isinstance(loaded, LinearPredictor)
+    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
