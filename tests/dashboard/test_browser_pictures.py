@@ -152,8 +152,8 @@ def test_charts_carry_the_numbers(browser: Driver, stack: Stack, screenshots: Pa
         browser, "svg .meter", "name", "value", "capacity")}
     assert meters["data dir"][0] > 0 and float(meters["data dir"][1]) > meters["data dir"][0]
     assert meters["registry"][0] > 10e6 and meters["inference server"][0] > 10e6
-    assert float(meters["loaded model files"][1]) == 2048 << 20
-    assert meters["loaded model files"][0] > 0
+    assert float(meters["memory the loaded models took (RSS)"][1]) == 2048 << 20
+    assert meters["memory the loaded models took (RSS)"][0] > 0
     assert totals(browser) == (9.0, 1.0)
     shot(browser, screenshots, "22-status-box-and-traffic")
 
