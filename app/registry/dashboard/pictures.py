@@ -134,6 +134,7 @@ def box_charts(disk: dict[str, int | None], processes: Sequence[tuple[str, int]]
         budget = float(cache["cache_memory_bytes"])
         charts.append(meters("cache", f"Loaded models: {cache['loaded_models']} "
                              "against cache_memory_mb",
-                             [("memory the loaded models took (RSS)", float(cache["loaded_bytes"]), budget)],
+                             [("memory the loaded models took (RSS)",
+                               float(cache["loaded_bytes"]), budget)],
                              size, "bytes"))
     return charts
