@@ -11,9 +11,10 @@
    with one small model.
 3. The supervisor alone: time to import what `serve` needs (it must stay small).
 
-With --twins the stored models also get their verified ONNX twins and are served through them
-(the default setting; what a small LR gets from the registry's compile job): the idle-memory
-figure of issue 18 (one small model, RSS <= 150 MB) is meant for that case. With --binary PATH,
+With --twins the stored models also get their verified ONNX twins (the default setting) and are
+served through them, except the linear ones, which the compile job's load cache keeps as arrays
+that numpy answers from (app/formats/linear.py): the idle-memory figure of issue 18 (one small
+model, an LR, RSS <= 150 MB) holds with and without twins. With --binary PATH,
 the built one-file program (`pyinstaller --noconfirm build.spec` -> dist/modeldepot) is started
 instead of the source: goal 20 models ready in <= 2.5 s.
 

@@ -2,7 +2,10 @@
 
 Why: scikit-learn's predict and predict_proba of a LogisticRegression cost about 0.3 ms each
 (input validation, array-API dispatch) for a product of one row with one coefficient matrix;
-under concurrent single-row load that fixed cost is most of a request (issue 18).
+under concurrent single-row load that fixed cost is most of a request (issue 18). And a server
+that needs only the coefficients need not import scikit-learn and SciPy at all (about 70 MB of
+resident memory), nor onnxruntime for a twin: the load cache keeps a linear model as its arrays
+(`dump_linear`, an .npz read with allow_pickle=False), and `load_linear` serves it from those.
 
 This is the same arithmetic scikit-learn runs, in the same order, so the answers are the same
 bits, not close ones (tests/inference/test_linear_parity.py checks labels and probabilities
@@ -11,23 +14,34 @@ for many random models and inputs against the estimator itself):
 - decision = X @ coef_.T + intercept_ (LinearClassifierMixin.decision_function, one column
   flattened; LinearModel._decision_function for regressors);
 - labels: classes_[decision > 0] for one column, classes_[argmax] otherwise;
-- LogisticRegression.predict_proba: two classes, expit(decision) stacked as [1 - p, p]; more,
-  softmax (the row's max subtracted, exp, divided by the row's sum).
+- LogisticRegression.predict_proba: two classes, expit(decision) stacked as [1 - p, p], where
+  SciPy's expit is 1 / (1 + exp(-x)) with the C library's exp, which math.exp also calls (numpy's
+  own exp may differ in the last bit); more classes, softmax (the row's max subtracted, np.exp,
+  divided by the row's sum).
 
 It covers only the exact classes below, for the scikit-learn releases whose source these rules
-were read from (RULES_FROM); any other class, release, or input scikit-learn itself would refuse
-or convert (not float, not finite, wrong width) goes to the estimator unchanged, so every check
-and error message stays scikit-learn's.
+were read from (RULES_FROM). With the estimator at hand (`linear_predictor`), any other class,
+release, or input scikit-learn itself would refuse or convert (not float, not finite, wrong
+width) goes to the estimator unchanged, so every check and error message stays scikit-learn's.
+From the arrays alone, such an input is refused; the server's input checks
+(app/inference/inputs.py) already cast every request to the model's float dtype and refuse
+cells that are not finite, so that refusal is a last guard, not a path requests take.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import io
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from app.formats.predictor import SklearnPredictor
-from app.formats.signature import Signature
+from app.errors import BadRequest, InvalidModelFile, Unprocessable
+
+if TYPE_CHECKING:
+    from app.formats.predictor import Predictor, SklearnPredictor
+    from app.formats.signature import Signature
 
 # scikit-learn releases whose linear_model/_base.py, _logistic.py and utils/extmath.py these
 # rules were read from.
@@ -36,6 +50,8 @@ CLASSIFIERS = frozenset({"sklearn.linear_model._logistic.LogisticRegression"})
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 REGRESSORS = frozenset({"sklearn.linear_model._base.LinearRegression",
                         "sklearn.linear_model._ridge.Ridge"})
+# Kinds of label arrays an .npz holds without pickle: bool, integers, floats, unicode strings.
+_LABEL_KINDS = "biufU"
 
 
 def _qualified(estimator: Any) -> str:
@@ -43,52 +59,151 @@ def _qualified(estimator: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def linear_predictor(estimator: Any, signature: Signature | None) -> SklearnPredictor:
-    """A LinearPredictor where the rules above are scikit-learn's, else a SklearnPredictor."""
+@dataclass(frozen=True)
+class LinearModel:
+    """What the rules need of a fitted linear model: its arrays, as the estimator holds them."""
+
+    coef: np.ndarray
+    # An ndarray, a numpy scalar or a Python float, as scikit-learn left it: its type decides the
+    # result's dtype for float32 inputs (a Python float adapts to them, a numpy float64 not).
+    intercept: Any
+    classes: np.ndarray | None  # None for a regressor
+
+    @property
+    def classifier(self) -> bool:
+        return self.classes is not None
+
+
+def linear_model_of(estimator: Any) -> LinearModel | None:
+    """The estimator's arrays when the rules above are scikit-learn's for it, else None."""
     import sklearn
 
     name = _qualified(estimator)
-    if sklearn.__version__.startswith(RULES_FROM) and (name in CLASSIFIERS or name in REGRESSORS):
-        coef = getattr(estimator, "coef_", None)
-        if isinstance(coef, np.ndarray) and coef.dtype.kind == "f" and coef.ndim in (1, 2) and \
-                np.isfinite(coef).all() and (name in REGRESSORS or _binary_matches(estimator)):
-            return LinearPredictor(estimator, signature, classifier=name in CLASSIFIERS)
-    return SklearnPredictor(estimator, signature)
+    if not sklearn.__version__.startswith(RULES_FROM) or name not in CLASSIFIERS | REGRESSORS:
+        return None
+    coef = getattr(estimator, "coef_", None)
+    classes = getattr(estimator, "classes_", None) if name in CLASSIFIERS else None
+    model = LinearModel(coef, getattr(estimator, "intercept_", None), classes)  # type: ignore[arg-type]
+    return model if _consistent(model, name in CLASSIFIERS) else None
 
 
-def _binary_matches(estimator: Any) -> bool:
-    """predict_proba picks its rule by the number of classes, predict by the decision's
-    columns: the fast path requires one column exactly when there are two classes."""
-    coef, classes = estimator.coef_, getattr(estimator, "classes_", None)
-    return isinstance(classes, np.ndarray) and coef.ndim == 2 and len(classes) >= 2 and \
-        (coef.shape[0] == 1) == (len(classes) <= 2)
+def _consistent(model: LinearModel, classifier: bool) -> bool:
+    """Finite float coefficients, an intercept of the same kind, and for a classifier labels
+    whose count picks the same rule in predict (columns) as in predict_proba (classes)."""
+    coef, intercept, classes = model.coef, model.intercept, model.classes
+    if not (isinstance(coef, np.ndarray) and coef.dtype in _FLOATS and coef.ndim in (1, 2)
+            and coef.size and np.isfinite(coef).all()):
+        return False
+    if not (isinstance(intercept, np.ndarray | np.generic | float) and
+            np.asarray(intercept).dtype in _FLOATS and np.isfinite(intercept).all()):
+        return False
+    if not classifier:
+        return classes is None and np.ndim(intercept) <= 1
+    return isinstance(classes, np.ndarray) and classes.ndim == 1 and coef.ndim == 2 and \
+        len(classes) >= 2 and (coef.shape[0] == 1) == (len(classes) <= 2) and \
+        np.shape(intercept) == (coef.shape[0],)
 
 
-class LinearPredictor(SklearnPredictor):
+def linear_predictor(estimator: Any, signature: Signature | None) -> Predictor:
+    """A LinearPredictor over the estimator where the rules above are scikit-learn's, else a
+    SklearnPredictor."""
+    from app.formats.predictor import SklearnPredictor
+
+    plain = SklearnPredictor(estimator, signature)
+    model = linear_model_of(estimator)
+    return plain if model is None else LinearPredictor(model, signature, fallback=plain)
+
+
+def dump_linear(model: LinearModel) -> bytes | None:
+    """The model's arrays as .npz bytes (no pickle), or None when its labels need pickle."""
+    if model.classes is not None and model.classes.dtype.kind not in _LABEL_KINDS:
+        return None
+    # A Python float (fit_intercept=False) is stored under its own name: as a 0-d array it
+    # would come back as a numpy float64, which does not adapt to float32 inputs.
+    python_float = type(model.intercept) is float
+    arrays = {"coef": model.coef,
+              "intercept_float" if python_float else "intercept": np.asarray(model.intercept)}
+    if model.classes is not None:
+        arrays["classes"] = model.classes
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
+
+
+def load_linear(data: bytes) -> LinearModel:
+    """The arrays of `dump_linear` bytes, checked as linear_model_of checks an estimator's."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            names = set(npz.files)
+            python_float = "intercept_float" in names
+            expected = {"coef", "intercept_float" if python_float else "intercept"}
+            if not expected <= names <= expected | {"classes"}:
+                raise InvalidModelFile("The linear load cache holds unexpected arrays.")
+            classes = npz["classes"] if "classes" in names else None
+            coef = npz["coef"]
+            intercept = npz["intercept_float" if python_float else "intercept"]
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise InvalidModelFile(f"The linear load cache does not read ({type(exc).__name__}).") \
+            from exc
+    # A 0-d array stood for a scalar: give back the kind of scalar it was, for its dtype rules.
+    if python_float and intercept.ndim == 0 and intercept.dtype == np.float64:
+        intercept = float(intercept)
+    elif intercept.ndim == 0:
+        intercept = intercept[()]
+    model = LinearModel(coef, intercept, classes)
+    if (classes is not None and classes.dtype.kind not in _LABEL_KINDS) or \
+            not _consistent(model, classes is not None):
+        raise InvalidModelFile("The linear load cache does not hold a consistent linear model.")
+    return model
+
+
+def _expit(scores: np.ndarray) -> np.ndarray:
+    """SciPy's expit, bit for bit: for float64, 1 / (1 + exp(-x)) with the C library's exp."""
+    if scores.dtype != np.float64:
+        from scipy.special import expit  # float32: SciPy's single-precision loop
+
+        return np.asarray(expit(scores))
+    out = np.empty_like(scores)
+    flat = out.reshape(-1)
+    for i, x in enumerate(scores.reshape(-1).tolist()):
+        try:
+            flat[i] = 1.0 / (1.0 + math.exp(-x))
+        except OverflowError:  # exp(-x) is inf in C: 1 / inf
+            flat[i] = 0.0
+    return out
+
+
+class LinearPredictor:
     # One row's product takes microseconds, less than a thread handoff: the batcher runs
     # batches up to this many rows on the event loop.
     inline_rows = 64
 
-    def __init__(self, estimator: Any, signature: Signature | None, *, classifier: bool) -> None:
-        super().__init__(estimator, signature)
-        from scipy.special import expit  # what sklearn.utils._array_api._expit calls for numpy
-
-        self._expit = expit
-        coef = estimator.coef_
+    def __init__(self, model: LinearModel, signature: Signature | None, *,
+                 fallback: SklearnPredictor | None) -> None:
+        self.signature = signature
+        self.has_proba = model.classifier
+        self._fallback = fallback
+        # The estimator itself where there is one, as a SklearnPredictor offers it (twin builds
+        # and the load cache start from it); None when serving from the arrays alone.
+        self.estimator = fallback.estimator if fallback is not None else None
+        coef = model.coef
         self._coef_T = coef.T if coef.ndim == 2 else coef
         self._width = coef.shape[-1]
-        self._intercept = estimator.intercept_
-        self._classifier = classifier
-        self._classes = estimator.classes_ if classifier else None
+        self._intercept = model.intercept
+        self._classes = model.classes
 
     def _takes(self, X: np.ndarray) -> bool:
         """Inputs scikit-learn would pass through unchanged; anything else goes to it."""
-        return isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == self._width and \
-            X.shape[0] > 0 and X.dtype in _FLOATS and bool(np.isfinite(X).all())
+        if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == self._width and \
+                X.shape[0] > 0 and X.dtype in _FLOATS and bool(np.isfinite(X).all()):
+            return True
+        if self._fallback is None:
+            raise Unprocessable(f"This linear model takes rows of {self._width} finite numbers.")
+        return False
 
     def _decision(self, X: np.ndarray) -> np.ndarray:
         scores: np.ndarray = X @ self._coef_T + self._intercept
-        if self._classifier and scores.ndim > 1 and scores.shape[1] == 1:
+        if self._classes is not None and scores.ndim > 1 and scores.shape[1] == 1:
             return scores.reshape(-1)
         return scores
 
@@ -100,28 +215,32 @@ class LinearPredictor(SklearnPredictor):
 
     def _proba(self, scores: np.ndarray) -> np.ndarray:
         if scores.ndim == 1:  # two classes: _predict_proba_lr
-            p = self._expit(scores)
-            return np.stack([1 - p, p], axis=1)
+            p = _expit(scores)
+            return np.asarray(np.stack([1 - p, p], axis=1), dtype=np.float64)
         X = scores.copy()  # softmax(decision, copy=False) in sklearn; scores are used again
         X -= X.max(axis=1).reshape((-1, 1))
         np.exp(X, out=X)
         X /= X.sum(axis=1).reshape((-1, 1))
-        return X
+        return np.asarray(X, dtype=np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if not self._takes(X):
-            return super().predict(X)
+            assert self._fallback is not None
+            return self._fallback.predict(X)
         scores = self._decision(X)
-        return self._labels(scores) if self._classifier else scores
+        return self._labels(scores) if self._classes is not None else scores
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        if not (self._classifier and self._takes(X)):
-            return super().predict_proba(X)
-        return np.asarray(self._proba(self._decision(X)), dtype=np.float64)
+        if self._classes is None or not self._takes(X):
+            if self._fallback is None:
+                raise BadRequest("This model does not give probabilities (it has no "
+                                 "predict_proba).")
+            return self._fallback.predict_proba(X)
+        return self._proba(self._decision(X))
 
     def predict_with_proba(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels and probabilities from one decision (the batcher asks for both at once)."""
-        if not (self._classifier and self._takes(X)):
+        if self._classes is None or not self._takes(X):
             return self.predict(X), (self.predict_proba(X) if self.has_proba else None)
         scores = self._decision(X)
-        return self._labels(scores), np.asarray(self._proba(scores), dtype=np.float64)
+        return self._labels(scores), self._proba(scores)

@@ -1,4 +1,5 @@
-"""The load cache: a pickle the server writes of a version it already loaded, read back fast.
+"""The load cache: a pickle the server writes of a version it already loaded, read back fast
+(or, for the linear models app/formats/linear.py answers for, their arrays as an .npz).
 
 Why it exists: loading a 100-tree forest from skops takes seconds (skops rebuilds every object
 through its own Python loaders), while unpickling the same estimator takes a small fraction of a
@@ -39,38 +40,54 @@ from app.formats.environment import runtime_environment
 
 # Protocol 5 keeps numpy arrays as one contiguous buffer each (numpy wraps them without copy).
 PROTOCOL = 5
+FORMS = ("pickle", "linear")
 
 
 @dataclass(frozen=True)
 class CacheRecipe:
-    """What a reader needs besides the bytes: the globals the stream names, and the library
-    versions that wrote it."""
+    """What a reader needs besides the bytes: their form, the globals a pickle names, and the
+    library versions that wrote them.
+
+    Form "pickle" is the estimator pickled; form "linear" is a linear model's arrays as an .npz
+    with no pickle at all (app/formats/linear.py), which a server answers from without importing
+    scikit-learn."""
 
     globals: tuple[str, ...]
     environment: dict[str, str]
+    form: str = "pickle"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"globals": list(self.globals), "environment": self.environment}
+        return {"globals": list(self.globals), "environment": self.environment,
+                "form": self.form}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CacheRecipe:
         names = data.get("globals")
         env = data.get("environment")
+        form = data.get("form", "pickle")  # recipes before the linear form had no "form"
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
-                not isinstance(env, dict):
+                not isinstance(env, dict) or form not in FORMS:
             raise InvalidModelFile("The load cache's recipe is malformed.")
-        return cls(tuple(names), {str(k): str(v) for k, v in env.items()})
+        return cls(tuple(names), {str(k): str(v) for k, v in env.items()}, form)
 
     def current(self) -> bool:
-        """True when this process runs the library versions that wrote the cache."""
-        return self.environment == _environment()
+        """True when this process runs the library versions and cache generation that wrote
+        the cache."""
+        return self.environment == cache_environment()
+
+
+# Bumped when what dump_cache writes changes (2: linear models as arrays, no pickle): a cache of
+# an earlier generation is then not current, and the registry rewrites it at its next start
+# (app/training/hooks.py), as after a library upgrade.
+CACHE_GENERATION = "2"
 
 
 @functools.cache
-def _environment() -> dict[str, str]:
-    """This process's versions, read once (importlib.metadata costs a fraction of a ms a call,
-    more than unpickling a linear model)."""
-    return runtime_environment()
+def cache_environment() -> dict[str, str]:
+    """What a cache is current for: this process's library versions and the cache generation.
+    Read once (importlib.metadata costs a fraction of a ms a call, more than unpickling a
+    linear model)."""
+    return {**runtime_environment(), "load_cache": CACHE_GENERATION}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -126,10 +143,17 @@ class _CachePickler(pickle.Pickler):
 
 
 def dump_cache(estimator: Any) -> tuple[bytes, CacheRecipe]:
-    """The cache bytes of a loaded, structure-checked estimator and their recipe.
+    """The cache bytes of a loaded, structure-checked estimator and their recipe: a linear
+    model's arrays where app/formats/linear.py answers for it, else the estimator pickled.
 
     UnsafeModel if the pickle would name anything the policy refuses (then no cache is written
     and the version keeps loading from its served file)."""
+    from app.formats.linear import dump_linear, linear_model_of
+
+    linear = linear_model_of(estimator)
+    arrays = dump_linear(linear) if linear is not None else None
+    if arrays is not None:
+        return arrays, CacheRecipe((), dict(cache_environment()), "linear")
     buffer = io.BytesIO()
     _CachePickler(buffer, protocol=PROTOCOL).dump(estimator)
     data = buffer.getvalue()
@@ -138,13 +162,16 @@ def dump_cache(estimator: Any) -> tuple[bytes, CacheRecipe]:
     refused = sorted(f"{n} ({why})" for n in recorder.names if (why := _refusal(n)))
     if refused:
         raise UnsafeModel(f"No load cache: the pickle would name {', '.join(refused)}.")
-    return data, CacheRecipe(tuple(sorted(recorder.names)), dict(_environment()))
+    return data, CacheRecipe(tuple(sorted(recorder.names)), dict(cache_environment()))
 
 
 def load_cache(data: bytes, recipe: CacheRecipe) -> Any:
-    """Unpickle hash-checked cache bytes with only the recipe's names, then check structures.
+    """Unpickle hash-checked cache bytes with only the recipe's names, then check structures
+    (a "pickle" recipe; app/formats/linear.py reads a "linear" one).
 
     The caller has compared the bytes' sha256 with the one on the version row."""
+    if recipe.form != "pickle":
+        raise InvalidModelFile(f"A {recipe.form} load cache is not a pickle.")
     from app.formats.structure import check_structures
 
     refused = sorted(f"{n} ({why})" for n in recipe.globals if (why := _refusal(n)))

@@ -27,6 +27,7 @@ from app.store import Store, VersionRecord
 from app.store.blobs import file_sha256
 
 if TYPE_CHECKING:
+    from app.formats.load_cache import CacheRecipe
     from app.formats.predictor import Predictor
     from app.formats.signature import Signature
 
@@ -177,6 +178,14 @@ def _load_version(store: Store, record: VersionRecord, loader: Loader, *,
             "match the one recorded at upload. It is not served; run `modeldepot doctor`."
         )
     signature = _signature(record)
+    linear = _load_cached(store, record, signature) if _cached_form(record) == "linear" else None
+    if linear is not None:
+        # scikit-learn's own answers, bit for bit, from numpy alone (app/formats/linear.py), so
+        # the engine is "scikit-learn": before the twin, which is only close to them, needs
+        # onnxruntime, and is no faster for a matrix product.
+        warm_up(linear, signature, record)
+        return Prepared(record, linear, signature, time.perf_counter() - started, twin,
+                        "scikit-learn", path.stat().st_size)
     twin_predictor, twin_size = _load_twin(store, record, signature, twin) if twin else (None, 0)
     if twin_predictor is not None:
         return Prepared(record, twin_predictor, signature, time.perf_counter() - started, twin,
@@ -225,16 +234,21 @@ def _load_twin(store: Store, record: VersionRecord, signature: Any, key: str
     return twin, len(data)
 
 
+def _cached_form(record: VersionRecord) -> str | None:
+    recipe = record.load_cache_recipe
+    return str(recipe.get("form", "pickle")) if record.load_cache_sha256 and recipe else None
+
+
 def _load_cached(store: Store, record: VersionRecord, signature: Any) -> Predictor | None:
     """The version from its load cache (app/formats/load_cache.py), after its sha256 matched;
     None (and the served file is loaded) when there is none, it was written by other library
-    versions, or anything about it fails, which is logged: the cache is only ever a shortcut."""
+    versions, or anything about it fails, which is logged: the cache is only ever a shortcut.
+    A linear cache needs the version's signature (it holds the arrays alone) and imports
+    neither scikit-learn nor SciPy."""
     digest, recipe_data = record.load_cache_sha256, record.load_cache_recipe
     if not digest or not recipe_data:
         return None
-    from app.formats.linear import linear_predictor
-    from app.formats.load_cache import CacheRecipe, load_cache
-    from app.formats.signature import signature_from_estimator
+    from app.formats.load_cache import CacheRecipe
 
     try:
         recipe = CacheRecipe.from_dict(recipe_data)
@@ -242,13 +256,14 @@ def _load_cached(store: Store, record: VersionRecord, signature: Any) -> Predict
             log.info("%s version %d: load cache written by other library versions; loading its "
                      "file", record.model, record.version)
             return None
+        if recipe.form == "linear" and signature is None:
+            return None
         data = store.blobs.path(digest).read_bytes()
         if hashlib.sha256(data).hexdigest() != digest:
             log.error("the load cache of %s version %d does not match its sha256; loading its "
                       "file", record.model, record.version)
             return None
-        estimator = load_cache(data, recipe)
-        return linear_predictor(estimator, signature or signature_from_estimator(estimator))
+        return _from_cache(data, recipe, signature)
     except ModelDepotError as exc:
         log.warning("%s version %d: load cache not used (%s); loading its file", record.model,
                     record.version, exc.message)
@@ -256,6 +271,18 @@ def _load_cached(store: Store, record: VersionRecord, signature: Any) -> Predict
         log.warning("%s version %d: load cache unreadable (%s); loading its file", record.model,
                     record.version, exc.strerror)
     return None
+
+
+def _from_cache(data: bytes, recipe: CacheRecipe, signature: Signature | None) -> Predictor:
+    from app.formats.linear import LinearPredictor, linear_predictor, load_linear
+
+    if recipe.form == "linear":
+        return LinearPredictor(load_linear(data), signature, fallback=None)
+    from app.formats.load_cache import load_cache
+    from app.formats.signature import signature_from_estimator
+
+    estimator = load_cache(data, recipe)
+    return linear_predictor(estimator, signature or signature_from_estimator(estimator))
 
 
 def warm_up(predictor: Predictor, signature: Signature | None, record: VersionRecord) -> None:

@@ -50,11 +50,11 @@ def on_version_ready(store: Store, runner: JobSubmitter, version: VersionRecord)
 def queue_missing_load_caches(store: Store, runner: JobSubmitter) -> int:
     """At registry start: a load-cache-only compile job for each ready version without a
     current load cache (app/store/load_caches.py); returns how many were queued."""
-    from app.formats.environment import runtime_environment
+    from app.formats.load_cache import cache_environment
     from app.store.load_caches import versions_needing_load_cache
 
     queued = 0
-    for version in versions_needing_load_cache(store, runtime_environment()):
+    for version in versions_needing_load_cache(store, cache_environment()):
         try:
             runner.submit("compile", {"version_id": version.id, "model": version.model,
                                       "version": version.version, "twin": False},

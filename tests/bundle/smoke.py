@@ -16,11 +16,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.bundle.client import engine, logged_confinement, predict_v1, push
 from tests.bundle.conftest import Bundle, alive, emulated, scaled, time_factor
 from tests.live import process_tree, wait_until
-from tests.models import iris_model, iris_rows, write_skops
+from tests.models import iris_rows, write_skops
 
 TWIN_TIMEOUT = 60.0
 
@@ -37,8 +38,18 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def iris_forest() -> Any:
+    """A forest, not the logistic regression of tests.models: a linear model is served from its
+    arrays by numpy (app/formats/linear.py), and this test must load onnxruntime."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_iris(return_X_y=True)
+    return RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(X, y)
+
+
 def smoke(binary: Path, base: Path) -> None:
-    model, rows = iris_model(), iris_rows(20)
+    model, rows = iris_forest(), iris_rows(20)
     expected = model.predict(rows).tolist()
     mode = "under emulation (qemu-user)" if emulated(binary) else "native"
     print(f"{binary}: {binary.stat().st_size / 2**20:.0f} MB, {mode}, "

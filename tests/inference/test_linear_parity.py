@@ -1,6 +1,8 @@
 """The numpy path for fitted linear models (app/formats/linear.py) gives scikit-learn's own
 answers bit for bit: labels, probabilities and regression values, over many random models and
-inputs, in one call or split into batches, and leaves every refusal to scikit-learn."""
+inputs, in one call or split into batches, and leaves every refusal to scikit-learn. The same
+holds when it answers from the arrays alone (the linear load cache, an .npz), whose reader
+refuses anything but a consistent linear model."""
 
 from __future__ import annotations
 
@@ -11,8 +13,15 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 
+from app.errors import InvalidModelFile, Unprocessable
 from app.formats import load_predictor
-from app.formats.linear import LinearPredictor, linear_predictor
+from app.formats.linear import (
+    LinearPredictor,
+    dump_linear,
+    linear_model_of,
+    linear_predictor,
+    load_linear,
+)
 from app.formats.predictor import SklearnPredictor
 from app.formats.signature import signature_from_estimator
 from tests.models import write_skops
@@ -32,6 +41,15 @@ def inputs(rng: np.random.Generator, n_features: int) -> list[np.ndarray]:
     return [rng.normal(size=(1, n_features)), rng.normal(scale=20, size=(200, n_features)),
             wide, wide.astype(np.float32), np.zeros((3, n_features)),
             np.asfortranarray(rng.normal(size=(9, n_features)))]
+
+
+def from_arrays(model: Any) -> LinearPredictor:
+    """As a server answers from the linear load cache: the .npz bytes alone, no estimator."""
+    arrays = linear_model_of(model)
+    assert arrays is not None
+    data = dump_linear(arrays)
+    assert data is not None
+    return LinearPredictor(load_linear(data), signature_from_estimator(model), fallback=None)
 
 
 def assert_same(fast: LinearPredictor, estimator: Any, X: np.ndarray, proba: bool) -> None:
@@ -56,8 +74,10 @@ def test_logistic_regression_matches_bit_for_bit(seed: int) -> None:
                                fit_intercept=seed % 5 != 4).fit(X, y)
     fast = linear_predictor(model, signature_from_estimator(model))
     assert isinstance(fast, LinearPredictor)
+    cached = from_arrays(model)
     for rows in inputs(rng, n_features):
         assert_same(fast, model, rows, proba=True)
+        assert_same(cached, model, rows, proba=True)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -73,9 +93,11 @@ def test_linear_regressors_match_bit_for_bit(seed: int) -> None:
     model = kind.fit(X, y)
     fast = linear_predictor(model, signature_from_estimator(model))
     assert isinstance(fast, LinearPredictor) and not fast.has_proba
+    cached = from_arrays(model)
     for rows in inputs(rng, n_features):
-        assert_same(fast, model, rows, proba=False)
-        assert fast.predict_with_proba(rows)[1] is None
+        for predictor in (fast, cached):
+            assert_same(predictor, model, rows, proba=False)
+            assert predictor.predict_with_proba(rows)[1] is None
 
 
 def test_refusals_stay_scikit_learns() -> None:
@@ -105,3 +127,56 @@ def test_only_the_exact_classes_take_the_numpy_path(tmp_path: Path) -> None:
     loaded = load_predictor(write_skops(tmp_path / "lr.skops", model), "skops")
     assert isinstance(loaded, LinearPredictor)
     assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_probabilities_far_out_match_scipys_expit() -> None:
+    """Decisions past exp's range (|x| > 709) and tiny ones: the same bits as scikit-learn."""
+    X, y = classification(np.random.default_rng(5), 2, 2, strings=False)
+    model = LogisticRegression(max_iter=300).fit(X, y)
+    scale = 1.0 / np.abs(model.coef_).max()
+    far = np.array([[v * scale, 0.0] for v in (-2e3, -745.0, -709.9, -37.0, -1e-12, 0.0,
+                                               1e-300, 36.9, 709.9, 745.0, 2e3)])
+    for predictor in (linear_predictor(model, None), from_arrays(model)):
+        assert isinstance(predictor, LinearPredictor)
+        assert_same(predictor, model, far, proba=True)
+
+
+def test_from_the_arrays_alone_bad_input_is_refused_not_guessed() -> None:
+    X, y = classification(np.random.default_rng(9), 3, 4, strings=True)
+    cached = from_arrays(LogisticRegression(max_iter=300).fit(X, y))
+    for bad in (np.array([[1.0, np.nan, 0.0, 0.0]]), np.ones((2, 5)), np.ones((0, 4))):
+        with pytest.raises(Unprocessable, match="rows of 4 finite numbers"):
+            cached.predict_with_proba(bad)
+
+
+def bad_npz(**arrays: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("data", [
+    b"not an npz",
+    bad_npz(coef=np.ones((1, 3))),  # no intercept
+    bad_npz(coef=np.ones((1, 3)), intercept=np.zeros(1), extra=np.zeros(1)),
+    bad_npz(coef=np.array([[1.0, np.inf, 0.0]]), intercept=np.zeros(1), classes=np.arange(2)),
+    bad_npz(coef=np.ones((2, 3)), intercept=np.zeros(2), classes=np.arange(2)),  # 2 rows, 2 cls
+    bad_npz(coef=np.ones((1, 3)), intercept=np.zeros(3), classes=np.arange(2)),
+    bad_npz(coef=np.ones((1, 3), dtype=np.int64), intercept=np.zeros(1), classes=np.arange(2)),
+    bad_npz(coef=np.ones((1, 3)), intercept=np.zeros(1), classes=np.array([1, "a"], object)),
+    bad_npz(coef=np.ones((1, 3)), intercept=np.zeros(1), classes=np.arange(4).reshape(2, 2)),
+], ids=["garbage", "no-intercept", "extra-array", "not-finite", "rows-vs-classes",
+        "intercept-width", "int-coef", "object-labels", "2d-labels"])
+def test_a_linear_cache_that_is_not_a_consistent_model_is_refused(data: bytes) -> None:
+    with pytest.raises(InvalidModelFile):
+        load_linear(data)
+
+
+def test_labels_that_need_pickle_get_no_arrays() -> None:
+    X, y = classification(np.random.default_rng(4), 2, 3, strings=True)
+    model = LogisticRegression().fit(X, y.astype(object))
+    arrays = linear_model_of(model)
+    assert arrays is not None and arrays.classes is not None
+    assert arrays.classes.dtype == object and dump_linear(arrays) is None

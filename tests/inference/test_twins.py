@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.datasets import make_classification
+from sklearn.datasets import load_iris, make_classification
 from sklearn.ensemble import RandomForestClassifier
 
 from app.config import Settings
@@ -17,11 +17,19 @@ from app.formats.onnx_format import inspect_onnx
 from app.inference.app import create_app
 from app.store import NewVersion, Store
 from app.training.twin_build import build_twin
-from tests.inference.conftest import AppClient, add_version, flip_byte, string_iris, wait_for
+from tests.inference.conftest import AppClient, add_version, flip_byte, wait_for
 
 X, Y = make_classification(n_samples=400, n_features=8, n_informative=5, n_classes=3,
                            random_state=0)
 ROWS = np.vstack([X, np.random.default_rng(1).normal(0, 2, size=(600, 8))]).round(6).tolist()
+
+
+def string_forest() -> RandomForestClassifier:
+    """String labels through a twin (a linear model would be served from its arrays instead:
+    tests/inference/test_linear_cache.py)."""
+    data = load_iris()
+    return RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(
+        data.data, data.target_names[data.target])
 
 
 def compiled(store: Store, settings: Settings, name: str, model: Any, tmp: Path) -> int:
@@ -36,7 +44,7 @@ def compiled(store: Store, settings: Settings, name: str, model: Any, tmp: Path)
 def forest_store(store: Store, settings: Settings, tmp_path: Path) -> Store:
     forest = RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0).fit(X, Y)
     compiled(store, settings, "forest", forest, tmp_path)
-    compiled(store, settings, "words", string_iris(), tmp_path)
+    compiled(store, settings, "words", string_forest(), tmp_path)
     return store
 
 
