@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import io
 import math
+import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -130,9 +131,31 @@ def dump_linear(model: LinearModel) -> bytes | None:
     return buffer.getvalue()
 
 
+def _check_sizes(data: bytes) -> None:
+    """Every member stored uncompressed, and no array claiming more bytes than its member holds:
+    numpy allocates what a header claims before reading, so a forged header could otherwise ask
+    for any amount of memory."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = archive.infolist()
+        if len(members) > 3:
+            raise InvalidModelFile("The linear load cache holds unexpected arrays.")
+        for member in members:
+            if member.compress_type != zipfile.ZIP_STORED or member.file_size > len(data):
+                raise InvalidModelFile("The linear load cache is not as ModelDepot writes it.")
+            with archive.open(member) as stream:
+                version = np.lib.format.read_magic(stream)
+                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = reader(stream)
+                if math.prod(shape) * dtype.itemsize > member.file_size:
+                    raise InvalidModelFile("An array of the linear load cache claims more "
+                                           "bytes than it holds.")
+
+
 def load_linear(data: bytes) -> LinearModel:
     """The arrays of `dump_linear` bytes, checked as linear_model_of checks an estimator's."""
     try:
+        _check_sizes(data)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             names = set(npz.files)
             python_float = "intercept_float" in names
@@ -142,7 +165,7 @@ def load_linear(data: bytes) -> LinearModel:
             classes = npz["classes"] if "classes" in names else None
             coef = npz["coef"]
             intercept = npz["intercept_float" if python_float else "intercept"]
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise InvalidModelFile(f"The linear load cache does not read ({type(exc).__name__}).") \
             from exc
     # A 0-d array stood for a scalar: give back the kind of scalar it was, for its dtype rules.

@@ -6,6 +6,7 @@ refuses anything but a consistent linear model."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +151,24 @@ def test_from_the_arrays_alone_bad_input_is_refused_not_guessed() -> None:
 
 
 def bad_npz(**arrays: Any) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
+
+
+def compressed() -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, coef=np.ones((1, 3)), intercept=np.zeros(1),
+                        classes=np.arange(2))
+    return buffer.getvalue()
+
+
+def claiming(rows: int) -> bytes:
+    """A cache whose coef header claims `rows` x 3 float64 while holding one row's bytes."""
+    data = bad_npz(coef=np.ones((1, 3)), intercept=np.zeros(1), classes=np.arange(2))
+    forged = data.replace(b"(1, 3)", f"({rows}, 3)".encode())
+    assert forged != data
+    return forged
 
 
 @pytest.mark.parametrize("data", [
@@ -167,8 +181,12 @@ def bad_npz(**arrays: Any) -> bytes:
     bad_npz(coef=np.ones((1, 3), dtype=np.int64), intercept=np.zeros(1), classes=np.arange(2)),
     bad_npz(coef=np.ones((1, 3)), intercept=np.zeros(1), classes=np.array([1, "a"], object)),
     bad_npz(coef=np.ones((1, 3)), intercept=np.zeros(1), classes=np.arange(4).reshape(2, 2)),
+    claiming(10**12),  # a header asking numpy to allocate terabytes
+    claiming(2),
+    compressed(),
 ], ids=["garbage", "no-intercept", "extra-array", "not-finite", "rows-vs-classes",
-        "intercept-width", "int-coef", "object-labels", "2d-labels"])
+        "intercept-width", "int-coef", "object-labels", "2d-labels", "huge-header",
+        "short-data", "compressed"])
 def test_a_linear_cache_that_is_not_a_consistent_model_is_refused(data: bytes) -> None:
     with pytest.raises(InvalidModelFile):
         load_linear(data)
