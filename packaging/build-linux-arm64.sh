@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the aarch64 (ARM64) single binary on an x86-64 Debian machine, under emulation.
 #
-#   sudo packaging/build-linux-arm64.sh [--reuse] [--test | --smoke] [--cache DIR]
+#   sudo packaging/build-linux-arm64.sh [--reuse] [--test | --smoke | --root-only] [--cache DIR]
 #
 # PyInstaller cannot cross-build, so the build runs in an arm64 Debian root (debootstrap) through
 # qemu-user and binfmt_misc. Steps, each skipped when already done:
@@ -17,7 +17,7 @@
 # (build.spec, pyproject.toml, requirements.lock, packaging/entry.py, app/, assets/). Then --smoke
 # serves, pushes and predicts with it (tests/bundle/smoke.py), or --test runs the bundle tests
 # against it and compares its predictions with dist/modeldepot's (`pytest -m "bundle or arm64"`),
-# waits scaled for emulation.
+# waits scaled for emulation. --root-only stops after step 2 (CI's first, network-bound part).
 #
 # Downloads come only from the Debian mirror in this machine's apt sources and from PyPI through
 # this machine's pip settings. The cache is MODELDEPOT_ARM64_CACHE (default
@@ -41,6 +41,7 @@ while [ $# -gt 0 ]; do
     --test) after=test; shift ;;
     --smoke) after=smoke; shift ;;
     --reuse) reuse=yes; shift ;;
+    --root-only) after=root; shift ;;
     --cache) CACHE="${2:?--cache needs a folder}"; shift 2 ;;
     --cache=*) CACHE="${1#*=}"; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -289,6 +290,10 @@ smoke() {
 }
 
 timed "emulation (qemu-user-static, binfmt_misc)" emulation
+if [ "$after" = root ]; then
+  timed "arm64 Debian root ($SUITE)" make_root
+  exit 0
+fi
 if [ "$reuse" = yes ] && [ -d "$SYSROOT" ] && reuse_build; then
   :
 else
