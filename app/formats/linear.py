@@ -131,49 +131,60 @@ def dump_linear(model: LinearModel) -> bytes | None:
     return buffer.getvalue()
 
 
-def _check_sizes(data: bytes) -> None:
-    """Every member stored uncompressed, and no array claiming more bytes than its member holds:
-    numpy allocates what a header claims before reading, so a forged header could otherwise ask
-    for any amount of memory."""
+_ARRAY_NAMES = ("coef", "intercept", "intercept_float", "classes")
+
+
+def _read_arrays(data: bytes) -> dict[str, np.ndarray]:
+    """The .npz members as arrays, in one pass and without np.load: each member stored
+    uncompressed, a known name, no object dtype, and exactly the bytes its header declares. numpy
+    allocates what a header claims before reading, so a forged header could otherwise ask for any
+    amount of memory; the header is checked against the member's size first."""
+    arrays: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         members = archive.infolist()
         if len(members) > 3:
             raise InvalidModelFile("The linear load cache holds unexpected arrays.")
         for member in members:
-            if member.compress_type != zipfile.ZIP_STORED or member.file_size > len(data):
+            name = member.filename.removesuffix(".npy")
+            if member.compress_type != zipfile.ZIP_STORED or name not in _ARRAY_NAMES or \
+                    name in arrays:
                 raise InvalidModelFile("The linear load cache is not as ModelDepot writes it.")
             with archive.open(member) as stream:
                 version = np.lib.format.read_magic(stream)
                 reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
                     np.lib.format.read_array_header_2_0
-                shape, _, dtype = reader(stream)
-                if math.prod(shape) * dtype.itemsize > member.file_size:
+                shape, fortran, dtype = reader(stream)
+                size = math.prod(shape) * dtype.itemsize
+                if dtype.hasobject or size > member.file_size:
                     raise InvalidModelFile("An array of the linear load cache claims more "
-                                           "bytes than it holds.")
+                                           "bytes than it holds, or objects.")
+                raw = stream.read(size)
+                if len(raw) != size:
+                    raise InvalidModelFile("An array of the linear load cache is cut short.")
+            arrays[name] = np.frombuffer(raw, dtype=dtype).reshape(shape,
+                                                                   order="F" if fortran else "C")
+    return arrays
 
 
 def load_linear(data: bytes) -> LinearModel:
     """The arrays of `dump_linear` bytes, checked as linear_model_of checks an estimator's."""
     try:
-        _check_sizes(data)
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            names = set(npz.files)
-            python_float = "intercept_float" in names
-            expected = {"coef", "intercept_float" if python_float else "intercept"}
-            if not expected <= names <= expected | {"classes"}:
-                raise InvalidModelFile("The linear load cache holds unexpected arrays.")
-            classes = npz["classes"] if "classes" in names else None
-            coef = npz["coef"]
-            intercept = npz["intercept_float" if python_float else "intercept"]
+        arrays = _read_arrays(data)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise InvalidModelFile(f"The linear load cache does not read ({type(exc).__name__}).") \
             from exc
+    python_float = "intercept_float" in arrays
+    expected = {"coef", "intercept_float" if python_float else "intercept"}
+    if not expected <= set(arrays) <= expected | {"classes"}:
+        raise InvalidModelFile("The linear load cache holds unexpected arrays.")
+    classes = arrays.get("classes")
+    intercept = arrays["intercept_float" if python_float else "intercept"]
     # A 0-d array stood for a scalar: give back the kind of scalar it was, for its dtype rules.
     if python_float and intercept.ndim == 0 and intercept.dtype == np.float64:
         intercept = float(intercept)
     elif intercept.ndim == 0:
         intercept = intercept[()]
-    model = LinearModel(coef, intercept, classes)
+    model = LinearModel(arrays["coef"], intercept, classes)
     if (classes is not None and classes.dtype.kind not in _LABEL_KINDS) or \
             not _consistent(model, classes is not None):
         raise InvalidModelFile("The linear load cache does not hold a consistent linear model.")
