@@ -178,12 +178,13 @@ def load_linear(data: bytes) -> LinearModel:
     if not expected <= set(arrays) <= expected | {"classes"}:
         raise InvalidModelFile("The linear load cache holds unexpected arrays.")
     classes = arrays.get("classes")
-    intercept = arrays["intercept_float" if python_float else "intercept"]
+    stored = arrays["intercept_float" if python_float else "intercept"]
     # A 0-d array stood for a scalar: give back the kind of scalar it was, for its dtype rules.
-    if python_float and intercept.ndim == 0 and intercept.dtype == np.float64:
-        intercept = float(intercept)
-    elif intercept.ndim == 0:
-        intercept = intercept[()]
+    intercept: Any = stored
+    if python_float and stored.ndim == 0 and stored.dtype == np.float64:
+        intercept = float(stored)
+    elif stored.ndim == 0:
+        intercept = stored[()]
     model = LinearModel(arrays["coef"], intercept, classes)
     if (classes is not None and classes.dtype.kind not in _LABEL_KINDS) or \
             not _consistent(model, classes is not None):
