@@ -178,12 +178,11 @@ def _load_version(store: Store, record: VersionRecord, loader: Loader, *,
             "match the one recorded at upload. It is not served; run `modeldepot doctor`."
         )
     signature = _signature(record)
-    linear = _load_cached(store, record, signature) if _cached_form(record) == "linear" else None
+    linear = _load_linear(store, record, signature)
     if linear is not None:
         # scikit-learn's own answers, bit for bit, from numpy alone (app/formats/linear.py), so
         # the engine is "scikit-learn": before the twin, which is only close to them, needs
         # onnxruntime, and is no faster for a matrix product.
-        warm_up(linear, signature, record)
         return Prepared(record, linear, signature, time.perf_counter() - started, twin,
                         "scikit-learn", path.stat().st_size)
     twin_predictor, twin_size = _load_twin(store, record, signature, twin) if twin else (None, 0)
@@ -234,55 +233,91 @@ def _load_twin(store: Store, record: VersionRecord, signature: Any, key: str
     return twin, len(data)
 
 
-def _cached_form(record: VersionRecord) -> str | None:
-    recipe = record.load_cache_recipe
-    return str(recipe.get("form", "pickle")) if record.load_cache_sha256 and recipe else None
+def _load_linear(store: Store, record: VersionRecord, signature: Signature | None
+                 ) -> Predictor | None:
+    """The version from its linear load cache, warmed up; None (and the usual path) when
+    _read_linear gives nothing or the warm-up fails (logged)."""
+    linear = _read_linear(store, record, signature)
+    if linear is None:
+        return None
+    try:
+        warm_up(linear, signature, record)
+    except ModelUnavailable:  # warm_up logged why; the version's own file may still do
+        return None
+    return linear
+
+
+def _read_linear(store: Store, record: VersionRecord, signature: Signature | None
+                 ) -> Predictor | None:
+    """A LinearPredictor over the version's linear load cache; None when it has none, when its
+    requests would not all reach numpy as floats of the model's width (the input checks cast
+    them to the signature's dtype; scikit-learn converts other dtypes its own way), or when
+    anything about it fails, which is logged."""
+    from app.formats.linear import LinearPredictor, load_linear
+
+    if signature is None or InputSpec.from_signature(signature, 1).dtype not in \
+            (np.dtype(np.float64), np.dtype(np.float32)):
+        return None
+    found = _cache_bytes(store, record, "linear")
+    if found is None:
+        return None
+    try:
+        return LinearPredictor(load_linear(found[0]), signature, fallback=None)
+    except ModelDepotError as exc:
+        log.warning("%s version %d: linear load cache not used (%s); loading its file",
+                    record.model, record.version, exc.message)
+        return None
 
 
 def _load_cached(store: Store, record: VersionRecord, signature: Any) -> Predictor | None:
-    """The version from its load cache (app/formats/load_cache.py), after its sha256 matched;
-    None (and the served file is loaded) when there is none, it was written by other library
-    versions, or anything about it fails, which is logged: the cache is only ever a shortcut.
-    A linear cache needs the version's signature (it holds the arrays alone) and imports
-    neither scikit-learn nor SciPy."""
-    digest, recipe_data = record.load_cache_sha256, record.load_cache_recipe
-    if not digest or not recipe_data:
+    """The version from its pickled load cache (app/formats/load_cache.py); None (and the served
+    file is loaded) when there is none, or anything about it fails, which is logged: the cache
+    is only ever a shortcut."""
+    from app.formats.linear import linear_predictor
+    from app.formats.load_cache import load_cache
+    from app.formats.signature import signature_from_estimator
+
+    found = _cache_bytes(store, record, "pickle")
+    if found is None:
         return None
+    try:
+        estimator = load_cache(*found)
+        return linear_predictor(estimator, signature or signature_from_estimator(estimator))
+    except ModelDepotError as exc:
+        log.warning("%s version %d: load cache not used (%s); loading its file", record.model,
+                    record.version, exc.message)
+    return None
+
+
+def _cache_bytes(store: Store, record: VersionRecord, form: str
+                 ) -> tuple[bytes, CacheRecipe] | None:
+    """The load cache's bytes and recipe when the version has one of this form, written by
+    this process's library versions, whose sha256 is the recorded one; else None (logged)."""
     from app.formats.load_cache import CacheRecipe
 
+    digest, recipe_data = record.load_cache_sha256, record.load_cache_recipe
+    if not digest or not recipe_data or recipe_data.get("form", "pickle") != form:
+        return None
     try:
         recipe = CacheRecipe.from_dict(recipe_data)
         if not recipe.current():
             log.info("%s version %d: load cache written by other library versions; loading its "
                      "file", record.model, record.version)
             return None
-        if recipe.form == "linear" and signature is None:
-            return None
         data = store.blobs.path(digest).read_bytes()
-        if hashlib.sha256(data).hexdigest() != digest:
-            log.error("the load cache of %s version %d does not match its sha256; loading its "
-                      "file", record.model, record.version)
-            return None
-        return _from_cache(data, recipe, signature)
     except ModelDepotError as exc:
         log.warning("%s version %d: load cache not used (%s); loading its file", record.model,
                     record.version, exc.message)
+        return None
     except OSError as exc:
         log.warning("%s version %d: load cache unreadable (%s); loading its file", record.model,
                     record.version, exc.strerror)
-    return None
-
-
-def _from_cache(data: bytes, recipe: CacheRecipe, signature: Signature | None) -> Predictor:
-    from app.formats.linear import LinearPredictor, linear_predictor, load_linear
-
-    if recipe.form == "linear":
-        return LinearPredictor(load_linear(data), signature, fallback=None)
-    from app.formats.load_cache import load_cache
-    from app.formats.signature import signature_from_estimator
-
-    estimator = load_cache(data, recipe)
-    return linear_predictor(estimator, signature or signature_from_estimator(estimator))
+        return None
+    if hashlib.sha256(data).hexdigest() != digest:
+        log.error("the load cache of %s version %d does not match its sha256; loading its file",
+                  record.model, record.version)
+        return None
+    return data, recipe
 
 
 def warm_up(predictor: Predictor, signature: Signature | None, record: VersionRecord) -> None:

@@ -87,3 +87,27 @@ def test_a_pickled_cache_of_the_earlier_generation_becomes_arrays_at_registry_st
                    == "linear", 60, "the arrays of a version cached by the earlier release")
     finally:
         stop(registry)
+
+
+def test_a_model_taking_whole_numbers_keeps_scikit_learns_own_conversion(
+        store: Store, tmp_path: Path) -> None:
+    """Requests to a model whose signature takes int64 arrive as int64 (app/inference/inputs.py);
+    from the arrays alone they would be refused, so such a version loads through scikit-learn."""
+    from app.formats.predictor import load_predictor
+    from app.formats.signature import signature_from_estimator
+    from app.inference.loaded import load_version
+    from app.training.twin_build import compile_version
+
+    data = load_iris()
+    X = (data.data * 10).astype(np.int64)
+    model = LogisticRegression(max_iter=1000).fit(X, data.target)
+    signature = dict(signature_from_estimator(model).to_dict(), input_dtype="int64")
+    add_version(store, "counts", model, tmp_path, signature=signature)
+    record = store.get_version("counts", 1)
+    compile_version(store, record.id, twin=False)
+    record = store.get_version("counts", 1)
+    assert record.load_cache_recipe is not None and record.load_cache_recipe["form"] == "linear"
+    prepared = load_version(store, record, load_predictor)
+    assert getattr(prepared.predictor, "estimator", None) is not None  # scikit-learn's path
+    assert np.array_equal(prepared.predictor.predict(X), model.predict(X))
+    assert np.array_equal(prepared.predictor.predict_proba(X), model.predict_proba(X))
