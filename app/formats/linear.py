@@ -53,6 +53,15 @@ REGRESSORS = frozenset({"sklearn.linear_model._base.LinearRegression",
                         "sklearn.linear_model._ridge.Ridge"})
 # Kinds of label arrays an .npz holds without pickle: bool, integers, floats, unicode strings.
 _LABEL_KINDS = "biufU"
+# Signature input dtypes whose requests reach a model as floats (app/inference/inputs.py casts
+# each request to the signature's dtype): only those are answered from the arrays alone.
+ARRAY_INPUT_DTYPES = ("float64", "float32")
+
+
+def serves_from_arrays(signature: Signature | None) -> bool:
+    """Whether a version with this signature is answered from its arrays: every request then
+    arrives as floats of the model's width. Other dtypes keep scikit-learn's own conversion."""
+    return signature is not None and signature.input_dtype in ARRAY_INPUT_DTYPES
 
 
 def _qualified(estimator: Any) -> str:
@@ -98,8 +107,9 @@ def _consistent(model: LinearModel, classifier: bool) -> bool:
     if not (isinstance(intercept, np.ndarray | np.generic | float) and
             np.asarray(intercept).dtype in _FLOATS and np.isfinite(intercept).all()):
         return False
-    if not classifier:
-        return classes is None and np.ndim(intercept) <= 1
+    if not classifier:  # one target: a scalar; several: one per row of coef
+        return classes is None and np.shape(intercept) in \
+            ((), (coef.shape[0],) if coef.ndim == 2 else ())
     return isinstance(classes, np.ndarray) and classes.ndim == 1 and coef.ndim == 2 and \
         len(classes) >= 2 and (coef.shape[0] == 1) == (len(classes) <= 2) and \
         np.shape(intercept) == (coef.shape[0],)
@@ -139,6 +149,11 @@ def _read_arrays(data: bytes) -> dict[str, np.ndarray]:
     uncompressed, a known name, no object dtype, and exactly the bytes its header declares. numpy
     allocates what a header claims before reading, so a forged header could otherwise ask for any
     amount of memory; the header is checked against the member's size first."""
+    # The end-of-central-directory record (np.savez writes no comment) gives the member count
+    # before zipfile parses the directory, which it holds in memory whole.
+    if len(data) < 22 or data[-22:-18] != b"PK\x05\x06" or \
+            int.from_bytes(data[-12:-10], "little") > 3:
+        raise InvalidModelFile("The linear load cache is not as ModelDepot writes it.")
     arrays: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         members = archive.infolist()
@@ -151,6 +166,9 @@ def _read_arrays(data: bytes) -> dict[str, np.ndarray]:
                 raise InvalidModelFile("The linear load cache is not as ModelDepot writes it.")
             with archive.open(member) as stream:
                 version = np.lib.format.read_magic(stream)
+                if version not in ((1, 0), (2, 0)):  # what np.savez writes
+                    raise InvalidModelFile("The linear load cache is not as ModelDepot writes "
+                                           "it.")
                 reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
                     np.lib.format.read_array_header_2_0
                 shape, fortran, dtype = reader(stream)
@@ -170,7 +188,11 @@ def load_linear(data: bytes) -> LinearModel:
     """The arrays of `dump_linear` bytes, checked as linear_model_of checks an estimator's."""
     try:
         arrays = _read_arrays(data)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+    except InvalidModelFile:
+        raise
+    except MemoryError:  # the operating system's answer, reported as such by the caller
+        raise
+    except Exception as exc:  # zipfile and numpy's header parser raise many kinds on bad bytes
         raise InvalidModelFile(f"The linear load cache does not read ({type(exc).__name__}).") \
             from exc
     python_float = "intercept_float" in arrays

@@ -142,15 +142,17 @@ class _CachePickler(pickle.Pickler):
         return NotImplemented
 
 
-def dump_cache(estimator: Any) -> tuple[bytes, CacheRecipe]:
+def dump_cache(estimator: Any, *, arrays_served: bool = True) -> tuple[bytes, CacheRecipe]:
     """The cache bytes of a loaded, structure-checked estimator and their recipe: a linear
-    model's arrays where app/formats/linear.py answers for it, else the estimator pickled.
+    model's arrays where app/formats/linear.py answers for it and the version is served from
+    them (`arrays_served`: its signature's requests arrive as floats), else the estimator
+    pickled.
 
     UnsafeModel if the pickle would name anything the policy refuses (then no cache is written
     and the version keeps loading from its served file)."""
     from app.formats.linear import dump_linear, linear_model_of
 
-    linear = linear_model_of(estimator)
+    linear = linear_model_of(estimator) if arrays_served else None
     arrays = dump_linear(linear) if linear is not None else None
     if arrays is not None:
         return arrays, CacheRecipe((), dict(cache_environment()), "linear")

@@ -253,10 +253,9 @@ def _read_linear(store: Store, record: VersionRecord, signature: Signature | Non
     requests would not all reach numpy as floats of the model's width (the input checks cast
     them to the signature's dtype; scikit-learn converts other dtypes its own way), or when
     anything about it fails, which is logged."""
-    from app.formats.linear import LinearPredictor, load_linear
+    from app.formats.linear import LinearPredictor, load_linear, serves_from_arrays
 
-    if signature is None or InputSpec.from_signature(signature, 1).dtype not in \
-            (np.dtype(np.float64), np.dtype(np.float32)):
+    if not serves_from_arrays(signature):
         return None
     found = _cache_bytes(store, record, "linear")
     if found is None:
@@ -296,7 +295,8 @@ def _cache_bytes(store: Store, record: VersionRecord, form: str
     from app.formats.load_cache import CacheRecipe
 
     digest, recipe_data = record.load_cache_sha256, record.load_cache_recipe
-    if not digest or not recipe_data or recipe_data.get("form", "pickle") != form:
+    if not digest or not isinstance(recipe_data, dict) or \
+            recipe_data.get("form", "pickle") != form:
         return None
     try:
         recipe = CacheRecipe.from_dict(recipe_data)

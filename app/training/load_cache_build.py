@@ -22,10 +22,18 @@ log = logging.getLogger(__name__)
 
 def write_load_cache(store: Store, record: VersionRecord, estimator: Any) -> str:
     """Pickle, record; returns a line for the job's log saying what happened."""
+    from app.formats.linear import serves_from_arrays
     from app.formats.load_cache import dump_cache
+    from app.formats.signature import Signature
 
     try:
-        data, recipe = dump_cache(estimator)
+        signature = Signature.from_dict(record.signature) if record.signature else None
+    except (ModelDepotError, ValueError, TypeError, KeyError):
+        signature = None
+    try:
+        # Inference answers a linear model from its arrays only where its signature's requests
+        # arrive as floats; other versions keep the pickle (app/inference/loaded.py).
+        data, recipe = dump_cache(estimator, arrays_served=serves_from_arrays(signature))
     except ModelDepotError as exc:
         log.info("%s version %d gets no load cache: %s", record.model, record.version,
                  exc.message)

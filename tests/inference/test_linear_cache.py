@@ -92,8 +92,8 @@ def test_a_pickled_cache_of_the_earlier_generation_becomes_arrays_at_registry_st
 def test_a_model_taking_whole_numbers_keeps_scikit_learns_own_conversion(
         store: Store, tmp_path: Path) -> None:
     """Requests to a model whose signature takes int64 arrive as int64 (app/inference/inputs.py);
-    from the arrays alone they would be refused, so such a version loads through scikit-learn."""
-    from app.formats.predictor import load_predictor
+    from the arrays alone they would be refused, so such a version keeps a pickled load cache and
+    scikit-learn's own conversion."""
     from app.formats.signature import signature_from_estimator
     from app.inference.loaded import load_version
     from app.training.twin_build import compile_version
@@ -106,8 +106,36 @@ def test_a_model_taking_whole_numbers_keeps_scikit_learns_own_conversion(
     record = store.get_version("counts", 1)
     compile_version(store, record.id, twin=False)
     record = store.get_version("counts", 1)
-    assert record.load_cache_recipe is not None and record.load_cache_recipe["form"] == "linear"
-    prepared = load_version(store, record, load_predictor)
+    assert record.load_cache_recipe is not None and record.load_cache_recipe["form"] == "pickle"
+
+    def refuse_file(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the served file was loaded, not the cache")
+
+    prepared = load_version(store, record, refuse_file)
     assert getattr(prepared.predictor, "estimator", None) is not None  # scikit-learn's path
     assert np.array_equal(prepared.predictor.predict(X), model.predict(X))
     assert np.array_equal(prepared.predictor.predict_proba(X), model.predict_proba(X))
+
+
+def test_a_forged_linear_cache_is_passed_over_for_the_file(store: Store, tmp_path: Path) -> None:
+    """Bytes and row forged together (the sha256 matches): whatever the bytes, the version is
+    loaded from its own file, as for any cache that does not read."""
+    from app.formats.predictor import load_predictor
+    from app.inference.loaded import load_version
+    from app.training.twin_build import compile_version
+    from tests.inference.test_linear_parity import encrypted_flag, patched
+
+    data = load_iris()
+    model = LogisticRegression(max_iter=300).fit(data.data, data.target)
+    add_version(store, "m", model, tmp_path)
+    compile_version(store, store.get_version("m", 1).id, twin=False)
+    recipe = store.get_version("m", 1).load_cache_recipe
+    assert recipe is not None and recipe["form"] == "linear"
+    good = store.blobs.path(store.get_version("m", 1).load_cache_sha256 or "").read_bytes()
+    for forged in (encrypted_flag(), b"PK\x05\x06" + bytes(18), good[:-40],
+                   patched(good, b"'descr': '<f8'", b"'descr': ()   ")):
+        assert record_load_cache(store, store.get_version("m", 1).id, forged, recipe)
+        prepared = load_version(store, store.get_version("m", 1), load_predictor)
+        assert getattr(prepared.predictor, "estimator", None) is not None  # from the file
+        assert np.array_equal(prepared.predictor.predict_proba(data.data),
+                              model.predict_proba(data.data))

@@ -163,6 +163,36 @@ def compressed() -> bytes:
     return buffer.getvalue()
 
 
+def patched(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert old in data
+    return data.replace(old, new)
+
+
+def good_npz() -> bytes:
+    return bad_npz(coef=np.ones((1, 3)), intercept=np.zeros(1), classes=np.arange(2))
+
+
+def encrypted_flag() -> bytes:
+    """General-purpose flag bit 0 (encrypted) set in the local and central headers."""
+    data = bytearray(good_npz())
+    for signature, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            data[start + at] |= 1
+            start += 4
+    return bytes(data)
+
+
+def many_members() -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for n in range(50):
+            archive.writestr(f"m{n}.npy", b"")
+    return buffer.getvalue()
+
+
 def claiming(rows: int) -> bytes:
     """A cache whose coef header claims `rows` x 3 float64 while holding one row's bytes."""
     data = bad_npz(coef=np.ones((1, 3)), intercept=np.zeros(1), classes=np.arange(2))
@@ -184,9 +214,19 @@ def claiming(rows: int) -> bytes:
     claiming(10**12),  # a header asking numpy to allocate terabytes
     claiming(2),
     compressed(),
+    bad_npz(coef=np.ones(3), intercept=np.arange(5.0)),  # a regressor: 5 intercepts, 1 target
+    bad_npz(coef=np.ones((2, 3)), intercept=np.arange(3.0)),  # 2 targets, 3 intercepts
+    encrypted_flag(),
+    many_members(),
+    patched(good_npz(), b"'descr': '<f8'", b"'descr': ()   "),
+    patched(good_npz(), b"\x93NUMPY\x01\x00", b"\x93NUMPY\x03\x00"),
+    patched(good_npz(), b"'shape': (1, 3)", b"'shape': (1, 3"),
+    patched(good_npz(), b"'shape': (1, 3)", b"'shape': (True,)"),
 ], ids=["garbage", "no-intercept", "extra-array", "not-finite", "rows-vs-classes",
         "intercept-width", "int-coef", "object-labels", "2d-labels", "huge-header",
-        "short-data", "compressed"])
+        "short-data", "compressed", "regressor-intercepts", "targets-vs-intercepts",
+        "encrypted-flag", "many-members", "empty-descr", "npy-version-3", "cut-header",
+        "bool-shape"])
 def test_a_linear_cache_that_is_not_a_consistent_model_is_refused(data: bytes) -> None:
     with pytest.raises(InvalidModelFile):
         load_linear(data)
