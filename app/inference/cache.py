@@ -34,6 +34,7 @@ from app.inference.loaded import (
     Loader,
     ModelUnavailable,
     Prepared,
+    linear_key,
     load_version,
     outputs_of,
     platform_of,
@@ -125,7 +126,8 @@ class ModelCache:
     async def ensure_loaded(self, record: VersionRecord) -> LoadedModel:
         twin = twin_key(record, self.settings.twins)
         model = self._by_version.get(record.id)
-        if model is not None and model.twin_key == twin:
+        if model is not None and model.twin_key == twin and \
+                linear_key(model.record) == linear_key(record):
             return model
         if record.status != "ready":
             raise ModelUnavailable(
@@ -293,7 +295,8 @@ class ModelCache:
                          f"@{key[1]}" if key[1] else "")
             return
         if record.id == current.record.id and \
-                current.twin_key == twin_key(record, self.settings.twins):
+                current.twin_key == twin_key(record, self.settings.twins) and \
+                linear_key(current.record) == linear_key(record):
             return
         try:
             new = await self.ensure_loaded(record)

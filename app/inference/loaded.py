@@ -145,6 +145,16 @@ def twin_key(record: VersionRecord, twins: bool) -> str | None:
     return None
 
 
+def linear_key(record: VersionRecord) -> str | None:
+    """The digest of the linear load cache a version may be served from (app/formats/linear.py),
+    else None. With twin_key, what makes the cache reload a version it already serves: a version
+    loaded before its arrays existed switches to them once they do."""
+    recipe = record.load_cache_recipe
+    if isinstance(recipe, dict) and recipe.get("form") == "linear":
+        return record.load_cache_sha256
+    return None
+
+
 def load_version(store: Store, record: VersionRecord, loader: Loader, *,
                  twin: str | None = None) -> Prepared:
     """Verify, load and warm one version (blocking: run it in a worker thread), charged the

@@ -24,7 +24,7 @@ from app.registry.schemas import Deleted, ImportResult, KeyList, PublicKeyOut, T
 from app.registry.services import sandbox_limits, upload_ticket
 from app.registry.uploads import receive_upload
 from app.store import Store
-from app.training.hooks import version_ready
+from app.training.hooks import queue_load_cache, version_ready
 from app.training.runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -115,11 +115,15 @@ def run_import(stream: Readable, options: ImportOptions) -> ImportReport:
 
 
 def announce_new_versions(store: Store, runner: JobRunner, report: ImportReport) -> None:
-    """What a new version sets off (its twin build), for each version an import added whose
-    twin did not travel with it: bundles and mirrors alike."""
+    """What a new version sets off, for each version an import added, bundles and mirrors alike:
+    its compile job (twin build and load cache), or where its twin travelled with it, the load
+    cache alone (load caches do not travel: they are this box's library versions' own)."""
     for model, number, twin_travelled in report.new_versions:
-        if not twin_travelled:
-            version_ready(store, runner, store.get_version(model, number))
+        version = store.get_version(model, number)
+        if twin_travelled:
+            queue_load_cache(runner, version)
+        else:
+            version_ready(store, runner, version)
 
 
 @contextmanager

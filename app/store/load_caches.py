@@ -4,8 +4,9 @@ Like a twin, a load cache never changes its version, and one that is missing onl
 load the served file. Recording one follows the upload rules of catalog.py: the bytes go to a
 fsynced temp file outside the lock, then are placed and the row updated in one write
 transaction; a cache replaced by another, or whose version was deleted meanwhile, is retired in
-the same transaction. No revision bump: what is served does not change, only how fast the next
-load of it is (a server reads the row afresh whenever it loads a version).
+the same transaction. A pickled cache bumps no revision: what is served does not change, only how
+fast the next load of it is (a server reads the row afresh whenever it loads a version). A linear
+one does: servers then answer the version from its arrays (app/inference/loaded.py linear_key).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.store.catalog import Store
+from app.store.db import bump_revision
 from app.store.trash import empty_trash, trash_unreferenced
 
 
@@ -37,6 +39,8 @@ def record_load_cache(store: Store, version_id: int, data: bytes,
                 "UPDATE versions SET load_cache_sha256 = ?, load_cache_recipe = ? WHERE id = ?",
                 (sha, json.dumps(recipe), version_id),
             )
+            if recipe.get("form") == "linear":
+                bump_revision(conn)
             trashed = trash_unreferenced(conn, store.blobs, store.paths.tmp,
                                          {row[0]} - {None, sha})
         empty_trash(trashed)

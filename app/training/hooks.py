@@ -53,17 +53,23 @@ def queue_missing_load_caches(store: Store, runner: JobSubmitter) -> int:
     from app.formats.load_cache import cache_environment
     from app.store.load_caches import versions_needing_load_cache
 
-    queued = 0
-    for version in versions_needing_load_cache(store, cache_environment()):
-        try:
-            runner.submit("compile", {"version_id": version.id, "model": version.model,
-                                      "version": version.version, "twin": False},
-                          model=version.model)
-            queued += 1
-        except Exception:
-            log.exception("queueing the load cache of %s version %d failed", version.model,
-                          version.version)
-    return queued
+    return sum(queue_load_cache(runner, version)
+               for version in versions_needing_load_cache(store, cache_environment()))
+
+
+def queue_load_cache(runner: JobSubmitter, version: VersionRecord) -> bool:
+    """A compile job that writes the version's load cache only (its twin is left alone): for a
+    version whose twin travelled with it, or that an earlier release stored. False (logged) if
+    it could not be queued."""
+    try:
+        runner.submit("compile", {"version_id": version.id, "model": version.model,
+                                  "version": version.version, "twin": False},
+                      model=version.model)
+    except Exception:
+        log.exception("queueing the load cache of %s version %d failed", version.model,
+                      version.version)
+        return False
+    return True
 
 
 def version_ready(store: Store, runner: JobSubmitter, version: VersionRecord) -> None:
