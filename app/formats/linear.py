@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.errors import BadRequest, InvalidModelFile, Unprocessable
+from app.formats.arrays import all_finite
 
 if TYPE_CHECKING:
     from app.formats.predictor import Predictor, SklearnPredictor
@@ -252,7 +253,7 @@ class LinearPredictor:
     def _takes(self, X: np.ndarray) -> bool:
         """Inputs scikit-learn would pass through unchanged; anything else goes to it."""
         if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == self._width and \
-                X.shape[0] > 0 and X.dtype in _FLOATS and bool(np.isfinite(X).all()):
+                X.shape[0] > 0 and X.dtype in _FLOATS and all_finite(X):
             return True
         if self._fallback is None:
             raise Unprocessable(f"This linear model takes rows of {self._width} finite numbers.")
@@ -273,7 +274,10 @@ class LinearPredictor:
     def _proba(self, scores: np.ndarray) -> np.ndarray:
         if scores.ndim == 1:  # two classes: _predict_proba_lr
             p = _expit(scores)
-            return np.asarray(np.stack([1 - p, p], axis=1), dtype=np.float64)
+            both = np.empty((len(p), 2), dtype=np.float64)  # np.stack([1 - p, p], axis=1)
+            np.subtract(1, p, out=both[:, 0])
+            both[:, 1] = p
+            return both
         X = scores.copy()  # softmax(decision, copy=False) in sklearn; scores are used again
         X -= X.max(axis=1).reshape((-1, 1))
         np.exp(X, out=X)

@@ -41,7 +41,7 @@ class ModelRefused(Unprocessable):
     code = "model_refused_input"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Pending:
     rows: np.ndarray
     proba: bool

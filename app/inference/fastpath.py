@@ -29,7 +29,7 @@ from app.inference.middleware import (
     Scope,
     Send,
     headers_of,
-    match,
+    route_of,
     send_body,
     send_error,
 )
@@ -55,7 +55,7 @@ class PredictionRoutes:
         self.history = history
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = match(scope["path"]) if scope["type"] == "http" else None
+        route = route_of(scope) if scope["type"] == "http" else None
         if route is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
@@ -143,7 +143,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 def _check_content_type(headers: dict[str, str], binary: bool) -> None:
     content_type = headers.get("content-type")
-    if content_type is None:
+    if content_type is None or content_type == "application/json":
         return
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "application/json" or (binary and media == "application/octet-stream"):

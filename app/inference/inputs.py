@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from app.errors import Unprocessable
+from app.formats.arrays import all_finite
 
 
 class InputError(Unprocessable):
@@ -198,7 +199,7 @@ def check_values(arr: np.ndarray, spec: InputSpec, what: str) -> np.ndarray:
                 out = arr.astype(spec.dtype)
     except (OverflowError, ValueError):
         raise InputError(f"{what} holds numbers out of the model's range.") from None
-    if out.dtype.kind == "f" and not np.isfinite(out).all():
+    if out.dtype.kind == "f" and not all_finite(out):
         position = int(np.flatnonzero(~np.isfinite(out.reshape(-1)))[0])
         raise InputError(f"{_cell(arr, spec, what, position)} is not finite (NaN, infinite, or "
                          f"beyond the range of {out.dtype.name}).")

@@ -23,6 +23,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HEADERS_KEY = "modeldepot.headers"
+ROUTE_KEY = "modeldepot.route"
 PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 _MODEL_READY = re.compile(r"/v2/models/[^/]+(/versions/[^/]+)?/ready")
 ROUTES = {("v1", "predict"), ("v2", "infer")}
@@ -36,6 +37,15 @@ def headers_of(scope: Scope) -> dict[str, str]:
     if found is None:
         found = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         scope[HEADERS_KEY] = found
+    return found
+
+
+def route_of(scope: Scope) -> tuple[str, str, str | None] | None:
+    """match(scope["path"]), worked out once per request (the gate and the fast path ask)."""
+    if ROUTE_KEY in scope:
+        found: tuple[str, str, str | None] | None = scope[ROUTE_KEY]
+        return found
+    found = scope[ROUTE_KEY] = match(scope["path"])
     return found
 
 
@@ -98,8 +108,10 @@ class SecurityMiddleware:
         try:
             # A prediction changes nothing: under auth=writes it needs no token, as docs/api.md
             # says; it is still a POST, so the Host and Origin checks stay.
-            self.policy.check(scope["method"], headers_of(scope), public=is_public(path),
-                              read_only=match(path) is not None)
+            route = route_of(scope)
+            self.policy.check(scope["method"], headers_of(scope),
+                              public=route is None and is_public(path),
+                              read_only=route is not None)
         except ModelDepotError as exc:
             extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else None
             await send_body(send, exc.status, error_body(path, exc), extra=extra)

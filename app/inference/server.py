@@ -44,6 +44,9 @@ def serve_inference(settings: Settings) -> None:
         lifespan="on",
         access_log=False,
         log_config=None,  # our logging setup (app/logs.py) stays in charge
+        # No X-Forwarded-* rewriting of the client address or scheme: nothing here uses them,
+        # and a local client must not be able to pose as another (docs/security.md).
+        proxy_headers=False,
         server_header=False,
         date_header=False,
         # Idle keep-alive connections, and clients slower than this to send a whole request

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from app.config import Settings
 from app.inference.app import create_app
+from app.inference.metrics import InferenceMetrics
 from app.store import Store
 from tests.inference.conftest import ROW, AppClient, add_version, wait_for
 from tests.models import iris_model
@@ -146,3 +147,21 @@ def test_requests_right_after_ready_wait_for_models_still_loading(
         assert [(r.status_code, r.json()["version"]) for r in answers] == [(200, 1)] * 6
         wait_for(lambda: "modeldepot_inference_loaded_models 6.0" in c.get("/metrics").text)
         assert 'load_seconds_count{model="m0"} 1.0' in c.get("/metrics").text  # loaded once
+
+
+def test_metrics_histograms_are_cumulative_with_bounds_inclusive() -> None:
+    # The per-version series are plain counts turned into families at scrape time
+    # (app/inference/metrics.py): a value on a bound counts in that bucket (le), as in
+    # prometheus_client, and the series of a version loaded again continue.
+    metrics = InferenceMetrics()
+    first = metrics.bind("m", 2)
+    first.observe("v2", 0.001)
+    first.observe("v2", 0.0007)
+    metrics.bind("m", 2).observe("v1", 7.0)
+    text = metrics.render().decode()
+    for le, count in (("0.0005", 0), ("0.001", 2), ("2.5", 2), ("+Inf", 3)):
+        assert f'modeldepot_inference_request_seconds_bucket{{le="{le}",model="m",version="2"}} ' \
+               f'{count}.0' in text
+    assert 'modeldepot_inference_request_seconds_sum{model="m",version="2"} 7.0017' in text
+    assert 'modeldepot_inference_requests_total{model="m",protocol="v1",version="2"} 1.0' in text
+    assert 'modeldepot_inference_requests_total{model="m",protocol="v2",version="2"} 2.0' in text
