@@ -58,6 +58,7 @@ def base_url(host: str, port: int) -> str:
     return f"http://{url_host(host)}:{port}"
 
 
+@functools.lru_cache(maxsize=256)  # every request's Host header: the same few values
 def host_of(value: str) -> str:
     """The host part of a Host header or URL authority, lower-cased, without port or brackets."""
     value = value.strip().lower()

@@ -98,8 +98,8 @@ class V2Request(NamedTuple):
 def decode_v2(header: Any, binary: bytes, spec: InputSpec, available: tuple[str, ...]) -> V2Request:
     if not isinstance(header, dict):
         raise InputError("The body must be a JSON object with an inputs list.")
-    unknown = [k for k in header if k not in V2_REQUEST_FIELDS]
-    if unknown:
+    if not V2_REQUEST_FIELDS.issuperset(header):
+        unknown = [k for k in header if k not in V2_REQUEST_FIELDS]
         shown = ", ".join(repr(k)[:40] for k in unknown)
         raise InputError(f"Unknown field(s) in the request: {shown}.")
     request_id = header.get("id")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from array import array
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -37,14 +38,16 @@ def memory_bound(max_models: int = MAX_MODELS) -> int:
 
 
 MEMORY_BOUND = memory_bound()
-_LOG_GROWTH = math.log(GROWTH)
 REQUESTS, ERRORS = 0, 1
 
 
+# Each bin's upper edge but the last's (which takes everything above): a search, not a log.
+_EDGES = tuple(FIRST_EDGE_S * GROWTH ** k for k in range(LATENCY_BINS - 1))
+
+
 def latency_bin(seconds: float) -> int:
-    if seconds <= FIRST_EDGE_S:
-        return 0
-    return min(LATENCY_BINS - 1, math.ceil(math.log(seconds / FIRST_EDGE_S) / _LOG_GROWTH))
+    """The first bin whose upper edge is at or above `seconds`."""
+    return bisect_left(_EDGES, seconds)
 
 
 def bin_middle_ms(index: int) -> float:
